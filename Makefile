@@ -1,0 +1,42 @@
+# Set-up, tests, chat and benchmarks: every target installs what it needs, from nothing, idempotently.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/backspace
+SMOLLM2 := $(CACHE_DIR)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+# llama-cpp-python compiles llama.cpp from source; use every core, and let pip cache the wheel.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: install install-test test chat bench models clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files keep a second run fast: pip runs again only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(SMOLLM2): scripts/fetch_smollm2.py | $(BIN)/python
+	$(BIN)/python scripts/fetch_smollm2.py $@
+
+models: $(SMOLLM2)
+
+test: install-test models
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python -m pytest
+
+chat: install models
+	BACKSPACE_MODEL=$${BACKSPACE_MODEL:-$(SMOLLM2)} $(BIN)/backspace chat
+
+bench: install-test models
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_engine.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,3 @@
+"""backspace: give language models a delete key."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,30 @@
+"""Every default that backspace uses, each defined here and nowhere else."""
+import os
+
+# Sampling, as in llama.cpp's own defaults, so that comparisons with it are like for like.
+TEMPERATURE = 0.8
+TOP_K = 40
+TOP_P = 0.95
+MIN_P = 0.05
+REPEAT_PENALTY = 1.0  # 1.0 is off
+REPEAT_LAST_N = 64  # how many recent tokens the repeat penalty looks at
+
+MAX_TOKENS = 256
+CONTEXT_SIZE = 4096  # capped at the model's training context
+BATCH_SIZE = 512  # prompt tokens per llama_decode call
+
+# The rewind window: how many of the newest tokens can still be deleted. The engine keeps the raw
+# logits of each position in the window, so memory is window * n_vocab * 4 bytes: 32 * 49,152 * 4 =
+# 6 MiB for SmolLM2, 32 * 262,144 * 4 = 32 MiB for a Gemma-3-sized vocabulary.
+REWIND_WINDOW = 32
+MAX_DELETES = 64  # deletes in one reply; reaching it ends the reply (finish reason "delete_budget")
+MAX_DELETES_PER_POSITION = 4  # then the token at that position is kept: the delete is banned after it
+
+# Token texts recognised as the delete token when the GGUF has no backspace.delete_token_id.
+DELETE_TOKEN_NAMES = ("<|delete|>", "<|backspace|>", "<backspace>", "[DELETE]")
+
+
+def threads() -> int:
+    """llama.cpp decodes fastest on physical cores; SMT siblings rarely help, so halve big counts."""
+    count = os.cpu_count() or 1
+    return count if count <= 4 else count // 2

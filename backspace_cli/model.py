@@ -1,0 +1,143 @@
+"""Loading a GGUF model through llama-cpp-python, and the vocabulary facts the engine needs."""
+import ctypes
+import sys
+from pathlib import Path
+
+import llama_cpp
+
+from . import defaults
+
+GGUF_MAGIC = b"GGUF"
+GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level; the Python bindings do not export it
+
+
+class ModelError(Exception):
+    """A model file that cannot be used; the message is one line for the user."""
+
+
+class _LogSink:
+    """Swallows llama.cpp's log lines unless verbose, keeping the last error for our own message."""
+
+    def __init__(self) -> None:
+        self.verbose = False
+        self.last_error = ""
+        # ctypes must keep the callback object alive for as long as llama.cpp may call it.
+        self.callback = llama_cpp.llama_log_callback(self._log)
+        llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))
+
+    def _log(self, level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        message = text.decode("utf-8", errors="replace")
+        if level == GGML_LOG_LEVEL_ERROR and message.strip():
+            self.last_error = message.strip()
+        if self.verbose:
+            print(message, end="", file=sys.stderr, flush=True)
+
+
+LOGS = _LogSink()
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse what llama.cpp would fail on with a wall of log lines, with one clear sentence."""
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"not a file: {path}")
+    try:
+        with path.open("rb") as file:
+            magic = file.read(4)
+    except OSError as error:
+        raise ModelError(f"cannot read model file {path}: {error.strerror}") from None
+    if magic != GGUF_MAGIC:
+        raise ModelError(f"not a GGUF file (bad magic {magic!r}): {path}")
+
+
+def default_gpu_layers() -> int:
+    """Offload every layer when llama.cpp was built with a GPU backend (Metal, CUDA), else none."""
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+class Model:
+    """A loaded model: the high-level Llama object plus the low-level handles the engine drives."""
+
+    def __init__(self, llama: llama_cpp.Llama, path: Path) -> None:
+        self.llama = llama
+        self.path = path
+        self.ctx = llama.ctx
+        self.vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self.n_vocab = llama.n_vocab()
+        self.n_ctx = llama.n_ctx()
+        self.metadata: dict[str, str] = llama.metadata
+        self._pieces: dict[int, bytes] = {}
+        self._piece_buffer = ctypes.create_string_buffer(256)
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = True) -> list[int]:
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token adds to the output; control tokens add none."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._render(token, special=False)
+            self._pieces[token] = piece
+        return piece
+
+    def token_text(self, token: int) -> str:
+        """A token's text as written in the vocabulary, special tokens included: for messages."""
+        return self._render(token, special=True).decode("utf-8", errors="replace")
+
+    def _render(self, token: int, special: bool) -> bytes:
+        size = llama_cpp.llama_token_to_piece(
+            self.vocab, token, self._piece_buffer, len(self._piece_buffer), 0, special
+        )
+        if size < 0:  # a longer piece than the buffer: grow it and ask again
+            self._piece_buffer = ctypes.create_string_buffer(-size)
+            return self._render(token, special)
+        return self._piece_buffer.raw[:size]
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def find_token(self, text: str) -> int | None:
+        """The id of the single token whose text is exactly `text`, if the vocabulary has one."""
+        ids = self.tokenize(text, add_bos=False, special=True)
+        if len(ids) == 1 and self.token_text(ids[0]) == text:
+            return ids[0]
+        return None
+
+    def parse_token(self, spec: str) -> int | None:
+        """A token given as an id or as its exact text."""
+        if spec.strip().isdigit():
+            token = int(spec)
+            return token if token < self.n_vocab else None
+        return self.find_token(spec)
+
+
+def load_model(
+    path: str | Path,
+    *,
+    n_ctx: int = defaults.CONTEXT_SIZE,
+    n_threads: int | None = None,
+    n_gpu_layers: int | None = None,
+    batch_size: int = defaults.BATCH_SIZE,
+    verbose: bool = False,
+) -> Model:
+    path = Path(path)
+    check_gguf(path)
+    LOGS.verbose = verbose
+    LOGS.last_error = ""
+    threads = n_threads or defaults.threads()
+    try:
+        llama = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=batch_size,
+            n_ubatch=batch_size,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=default_gpu_layers() if n_gpu_layers is None else n_gpu_layers,
+            verbose=verbose,
+        )
+    except (ValueError, RuntimeError) as error:
+        reason = LOGS.last_error or str(error)
+        raise ModelError(f"llama.cpp could not load {path}: {reason}") from None
+    return Model(llama, path)

@@ -1,0 +1,29 @@
+"""Incremental UTF-8 text for a token stack: every push yields whole characters, every pop undoes one push."""
+import codecs
+
+
+class TokenText:
+    """Turns token pieces (bytes that may split a character) into text, and takes it back on pop."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Per pushed token: the text it added and the decoder state before it, so pop is exact.
+        self._texts: list[str] = []
+        self._states: list[tuple[bytes, int]] = []
+
+    def push(self, piece: bytes) -> str:
+        self._states.append(self._decoder.getstate())
+        text = self._decoder.decode(piece)
+        self._texts.append(text)
+        return text
+
+    def pop(self) -> str:
+        self._decoder.setstate(self._states.pop())
+        return self._texts.pop()
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._texts)

@@ -1,0 +1,242 @@
+"""The delete-aware engine, on real llama.cpp: what a delete does, what it refuses, and how replies end."""
+import math
+
+import numpy as np
+import pytest
+
+import tiny_models
+from backspace_cli.engine import DeleteRules, Engine, PromptTooLong, consume
+from backspace_cli.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, STOP, Delete, Done, Token
+from backspace_cli.model import load_model
+from backspace_cli.sampling import greedy, make_logit_bias
+
+DEL = "DEL"  # stands for the model's delete token in a script
+
+
+class Script:
+    """A sampler that plays back a list of choices, then end-of-generation; it records what it was offered."""
+
+    def __init__(self, model, choices, fallback=None):
+        delete = model.find_token(tiny_models.DELETE)
+        self.choices = [delete if choice == DEL else choice for choice in choices]
+        self.fallback = fallback or (lambda logits: 2)  # </s>
+        self.offered = []
+
+    def __call__(self, logits):
+        self.offered.append(logits.copy())
+        return self.choices.pop(0) if self.choices else self.fallback(logits)
+
+
+VOCABULARY = tiny_models.vocabulary(tiny_models.DELETE)[0]
+
+
+def ids(model, text):
+    """The ids of single characters in the tiny models' vocabulary."""
+    return [VOCABULARY.index(character) for character in text]
+
+
+def run(model, choices, *, prompt="the water", engine=None, **options):
+    engine = engine or Engine(model)
+    sampler = options.pop("sampler", None) or Script(model, choices)
+    rules = options.pop("rules", DeleteRules(token_id=model.find_token(tiny_models.DELETE)))
+    events = list(
+        engine.generate(model.tokenize(prompt, add_bos=True), sampler=sampler, rules=rules, **options)
+    )
+    return events[:-1], events[-1], sampler, engine
+
+
+def test_a_delete_removes_the_last_token_and_exactly_its_text(tiny_llama):
+    a, b, c = ids(tiny_llama, "abc")
+    events, done, _, _ = run(tiny_llama, [a, b, DEL, c])
+    assert events == [Token(a, "a"), Token(b, "b"), Delete(b, "b"), Token(c, "c")]
+    assert done.text == "ac"
+    assert (done.counts.tokens, done.counts.generated, done.counts.deletes) == (2, 3, 1)
+
+
+def test_the_delete_token_never_reaches_the_model_or_the_output(tiny_llama):
+    a, b = ids(tiny_llama, "ab")
+    delete = tiny_llama.find_token(tiny_models.DELETE)
+    _, done, _, engine = run(tiny_llama, [a, DEL, b])
+    prompt = tiny_llama.tokenize("the water", add_bos=True)
+    assert engine.sequence.tokens == prompt + [b]
+    assert delete not in engine.sequence.tokens
+    assert tiny_models.DELETE not in done.text
+
+
+def test_after_a_delete_the_distribution_is_restored_and_the_deleted_token_banned(tiny_llama):
+    a, b = ids(tiny_llama, "ab")
+    _, _, script, _ = run(tiny_llama, [a, b, DEL, a])
+    before, retry = script.offered[1], script.offered[3]  # both offered at the position of b
+    assert retry[b] == -math.inf
+    unbanned = np.arange(len(before)) != b
+    assert np.array_equal(before[unbanned], retry[unbanned])
+
+
+def test_a_greedy_retry_differs_from_the_deleted_token(tiny_llama):
+    delete = tiny_llama.find_token(tiny_models.DELETE)
+    calls = []
+
+    def delete_second_token(logits):  # greedy, except that the second choice is the delete token
+        calls.append(greedy(logits))
+        return delete if len(calls) == 3 else calls[-1]
+
+    events, _, _, _ = run(tiny_llama, [], sampler=delete_second_token, max_tokens=3)
+    tokens = [event for event in events if isinstance(event, Token)]
+    deleted = next(event for event in events if isinstance(event, Delete))
+    assert deleted.id == tokens[1].id
+    assert tokens[2].id != deleted.id
+
+
+def test_a_delete_with_nothing_to_remove_is_refused_and_the_prompt_is_kept(tiny_llama):
+    (a,) = ids(tiny_llama, "a")
+    delete = tiny_llama.find_token(tiny_models.DELETE)
+    events, done, script, engine = run(tiny_llama, [DEL, a])
+    prompt = tiny_llama.tokenize("the water", add_bos=True)
+    assert events == [Token(a, "a")]
+    assert done.counts.refused_deletes == 1
+    assert script.offered[1][delete] == -math.inf  # banned at that position; sampling went on
+    assert engine.sequence.tokens[: len(prompt)] == prompt
+
+
+def test_tokens_older_than_the_rewind_window_are_final(tiny_llama):
+    a, b, c, d = ids(tiny_llama, "abcd")
+    rules = DeleteRules(token_id=tiny_llama.find_token(tiny_models.DELETE), window=2)
+    events, done, _, _ = run(tiny_llama, [a, b, c, DEL, DEL, DEL, d], rules=rules)
+    assert [type(event).__name__ for event in events] == ["Token"] * 3 + ["Delete"] * 2 + ["Token"]
+    assert done.text == "ad"
+    assert done.counts.refused_deletes == 1
+
+
+def test_bans_are_forgotten_when_a_delete_goes_back_past_their_position(tiny_llama):
+    a, b, c, d = ids(tiny_llama, "abcd")
+    _, _, script, _ = run(tiny_llama, [a, b, DEL, c, DEL, DEL, d, a])
+    at_second_position = script.offered[7]  # after "d" replaced "a": a new prefix
+    assert at_second_position[b] != -math.inf and at_second_position[c] != -math.inf
+    assert script.offered[6][a] == -math.inf  # "a" itself stays banned at the first position
+
+
+def test_after_max_per_position_deletes_the_next_token_is_kept(tiny_llama):
+    a, b, c = ids(tiny_llama, "abc")
+    delete = tiny_llama.find_token(tiny_models.DELETE)
+    rules = DeleteRules(token_id=delete, max_per_position=2)
+    _, _, script, _ = run(tiny_llama, [a, DEL, b, DEL, c], rules=rules)
+    assert script.offered[1][delete] != -math.inf  # one delete at the first position: allowed
+    assert script.offered[5][delete] == -math.inf  # two: the delete token is banned after "c"
+
+
+def test_the_delete_budget_ends_the_reply(tiny_llama):
+    a, b = ids(tiny_llama, "ab")
+    rules = DeleteRules(token_id=tiny_llama.find_token(tiny_models.DELETE), max_deletes=1)
+    events, done, _, _ = run(tiny_llama, [a, DEL, b, DEL], rules=rules)
+    assert done.finish_reason == DELETE_BUDGET
+    assert done.text == "b"
+    assert done.counts.deletes == 1
+
+
+def replay(events):
+    pieces = []
+    for event in events:
+        if isinstance(event, Token):
+            pieces.append(event.text)
+        else:
+            assert pieces.pop() == event.text
+    return "".join(pieces)
+
+
+@pytest.mark.parametrize("model_name", ["tiny_llama", "tiny_mamba"])
+def test_an_adversarial_delete_bias_terminates_with_sane_output(model_name, request):
+    model = request.getfixturevalue(model_name)
+    delete = model.find_token(tiny_models.DELETE)
+    never_stop = make_logit_bias({delete: 100.0, 2: -100.0})  # and </s> never wins
+    events, done, _, engine = run(model, [], sampler=greedy, logits_processors=[never_stop], max_tokens=40)
+    assert done.finish_reason == DELETE_BUDGET
+    assert done.counts.deletes == DeleteRules(token_id=delete).max_deletes
+    assert replay(events) == done.text
+    prompt = model.tokenize("the water", add_bos=True)
+    assert engine.sequence.tokens[: len(prompt)] == prompt
+
+
+def test_no_delete_bans_the_delete_token_everywhere(tiny_llama):
+    delete = tiny_llama.find_token(tiny_models.DELETE)
+    rules = DeleteRules(token_id=delete, enabled=False)
+    events, done, _, _ = run(
+        tiny_llama, [], sampler=greedy, rules=rules, logits_processors=[make_logit_bias({delete: 100.0})],
+        max_tokens=10,
+    )
+    assert all(isinstance(event, Token) for event in events)
+    assert (done.counts.deletes, done.counts.refused_deletes, done.counts.tokens) == (0, 0, 10)
+
+
+def test_a_model_without_a_delete_token_generates_plainly(tiny_llama_without_delete_path):
+    model = load_model(tiny_llama_without_delete_path, n_ctx=128, n_threads=2)
+    events, done, _, _ = run(model, [], sampler=greedy, rules=DeleteRules(token_id=None), max_tokens=8)
+    assert len(events) == 8 and all(isinstance(event, Token) for event in events)
+    assert done.finish_reason == LENGTH
+
+
+def test_a_character_split_across_tokens_is_emitted_whole_and_deleted_exactly(tiny_llama):
+    first, second = VOCABULARY.index("<0xC3>"), VOCABULARY.index("<0xA9>")  # "é" is C3 A9
+    (a,) = ids(tiny_llama, "a")
+    events, done, _, _ = run(tiny_llama, [first, second, DEL, DEL, a, first, second])
+    assert events == [
+        Token(first, ""), Token(second, "é"), Delete(second, "é"), Delete(first, ""),
+        Token(a, "a"), Token(first, ""), Token(second, "é"),
+    ]
+    assert done.text == "aé"
+
+
+def test_end_of_generation_stops_the_reply(tiny_llama):
+    (a,) = ids(tiny_llama, "a")
+    _, done, _, _ = run(tiny_llama, [a])
+    assert (done.finish_reason, done.text) == (STOP, "a")
+
+
+def test_max_tokens_stops_the_reply(tiny_llama):
+    _, done, _, _ = run(tiny_llama, [], sampler=greedy, max_tokens=5)
+    assert (done.finish_reason, done.counts.tokens) == (LENGTH, 5)
+
+
+# llama.cpp rounds a context up to a multiple of 256 tokens.
+def test_a_full_context_ends_the_reply_without_a_crash(tiny_llama_path):
+    model = load_model(tiny_llama_path, n_ctx=256, n_threads=2)
+    never_stop = make_logit_bias({2: -100.0})
+    _, done, _, engine = run(
+        model, [], prompt="the water " * 20, sampler=greedy, logits_processors=[never_stop], max_tokens=500
+    )
+    assert done.finish_reason == CONTEXT
+    assert len(engine.sequence.tokens) == model.n_ctx == done.context_used
+
+
+def test_a_prompt_longer_than_the_context_is_refused(tiny_llama_path):
+    model = load_model(tiny_llama_path, n_ctx=256, n_threads=2)
+    with pytest.raises(PromptTooLong, match="the context holds 256"):
+        Engine(model).generate(model.tokenize("the water " * 60, add_bos=True), sampler=greedy)
+
+
+def test_ctrl_c_ends_the_reply_as_interrupted_and_the_cache_stays_usable(tiny_llama):
+    engine = Engine(tiny_llama)
+    prompt = tiny_llama.tokenize("the water", add_bos=True)
+    seen = []
+
+    def impatient(event):
+        seen.append(event)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    done = consume(engine.generate(prompt, sampler=greedy, max_tokens=20), impatient)
+    assert done.finish_reason == INTERRUPTED
+    assert done.text == replay(seen[:3])
+    assert engine.sequence.tokens[: len(prompt)] == prompt
+    again = list(engine.generate(prompt, sampler=greedy, max_tokens=20))[-1]
+    fresh = list(Engine(tiny_llama).generate(prompt, sampler=greedy, max_tokens=20))[-1]
+    assert again.text == fresh.text
+
+
+def test_a_second_reply_reuses_the_cached_prompt(tiny_llama):
+    engine = Engine(tiny_llama)
+    prompt = tiny_llama.tokenize("the water is made of", add_bos=True)
+    first = list(engine.generate(prompt, sampler=greedy, max_tokens=4))[-1]
+    second = list(engine.generate(prompt, sampler=greedy, max_tokens=4))[-1]
+    assert first.counts.evaluated_prompt_tokens == len(prompt)
+    assert second.counts.evaluated_prompt_tokens == 1
+    assert first.text == second.text
