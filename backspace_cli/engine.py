@@ -20,13 +20,14 @@ from .events import (
     Timings,
     Token,
 )
+from .errors import UserError
 from .model import Model
 from .sampling import LogitsProcessor, Sampler
 from .sequence import Sequence
 from .text import TokenText
 
 
-class PromptTooLong(ValueError):
+class PromptTooLong(UserError):
     pass
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 import llama_cpp
 
 from . import defaults
+from .errors import UserError
 
 GGUF_MAGIC = b"GGUF"
 GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level; the Python bindings do not export it
 
 
-class ModelError(Exception):
+class ModelError(UserError):
     """A model file that cannot be used; the message is one line for the user."""
 
 

@@ -1,0 +1,60 @@
+"""The `backspace` command line: click wiring only; the work happens in the library modules."""
+import functools
+
+import click
+
+from . import __version__
+from .cli_options import engine_options, settings_from
+from .errors import UserError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+def friendly_errors(command):
+    """A problem the user can fix becomes one line on stderr and exit status 1, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="backspace")
+def main():
+    """backspace: language models with a delete key.
+
+    A delete-aware model emits a delete token when it notices that its last token was wrong; the
+    engine takes that token back, its KV-cache slot included, and the model tries again.
+    """
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("prompt", required=False)
+@engine_options
+@click.option("--format", "output_format", type=click.Choice(["live", "plain", "jsonl"]),
+              help="live on a terminal, plain in a pipe (the default), or one JSON object per event.")
+@click.option("--trace", is_flag=True, help="Keep deleted text visible, struck through.")
+@friendly_errors
+def complete(prompt, output_format, trace, **options):
+    """Continue PROMPT (and/or text piped on stdin) as raw text."""
+    from .complete import default_format, run_complete
+    from .prompt_input import read_prompt
+
+    settings = settings_from(options)
+    done = run_complete(settings, read_prompt(prompt), output_format or default_format(), trace)
+    if done.finish_reason == "interrupted":
+        raise SystemExit(130)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+def info():
+    """Show llama.cpp's build: backends, GPU offload support and threads."""
+    from .system_info import system_info
+
+    for key, value in system_info().items():
+        click.echo(f"{key}: {value}")

@@ -1,0 +1,60 @@
+"""The command-line options that `complete` and `chat` share, as one click decorator."""
+import click
+
+from . import defaults
+from .settings import Settings
+
+
+def _parse_bias(context, parameter, values):
+    parsed = []
+    for value in values:
+        token, separator, bias = value.rpartition("=")
+        try:
+            parsed.append((token, float(bias)))
+        except ValueError:
+            separator = ""
+        if not separator or not token:
+            raise click.BadParameter(f"{value!r} is not TOKEN=BIAS (for example 1234=-5 or '<|delete|>=2.5')")
+    return parsed
+
+
+OPTIONS = [
+    click.option("-m", "--model", envvar="BACKSPACE_MODEL", help="GGUF model file [env: BACKSPACE_MODEL]."),
+    click.option("-n", "--max-tokens", type=click.IntRange(min=1), default=defaults.MAX_TOKENS, show_default=True,
+                 help="Most tokens in a reply."),
+    click.option("--temp", type=click.FloatRange(min=0), default=defaults.TEMPERATURE, show_default=True,
+                 help="Sampling temperature; 0 is greedy."),
+    click.option("--top-k", type=click.IntRange(min=0), default=defaults.TOP_K, show_default=True, help="0 is off."),
+    click.option("--top-p", type=click.FloatRange(0, 1), default=defaults.TOP_P, show_default=True, help="1 is off."),
+    click.option("--min-p", type=click.FloatRange(0, 1), default=defaults.MIN_P, show_default=True, help="0 is off."),
+    click.option("--repeat-penalty", type=click.FloatRange(min=0, min_open=True), default=defaults.REPEAT_PENALTY,
+                 show_default=True, help="1 is off."),
+    click.option("--seed", type=int, default=None, help="Random seed (default: a fresh one each run)."),
+    click.option("-c", "--ctx-size", type=click.IntRange(min=16), default=defaults.CONTEXT_SIZE, show_default=True,
+                 help="Context size in tokens."),
+    click.option("-t", "--threads", type=click.IntRange(min=1), default=None,
+                 help="CPU threads (default: physical cores)."),
+    click.option("-ngl", "--gpu-layers", type=int, default=None,
+                 help="Layers to offload to the GPU (default: all when llama.cpp has a GPU backend, else 0)."),
+    click.option("--delete-token", help="The delete token, as TEXT or ID (default: from the model)."),
+    click.option("--no-delete", is_flag=True, help="Ban the delete token: plain generation, the A/B baseline."),
+    click.option("--max-deletes", type=click.IntRange(min=0), default=defaults.MAX_DELETES, show_default=True,
+                 help="Deletes per reply; one more ends the reply."),
+    click.option("--logit-bias", multiple=True, callback=_parse_bias, metavar="TOKEN=BIAS",
+                 help="Add BIAS to TOKEN's logit (an id or a token's text); repeatable."),
+    click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log lines."),
+]
+
+
+def engine_options(command):
+    for option in reversed(OPTIONS):
+        command = option(command)
+    return command
+
+
+def settings_from(options: dict) -> Settings:
+    """Pop the shared options out of a command's keyword arguments."""
+    names = [name for name in Settings.__dataclass_fields__]
+    values = {name: options.pop(name) for name in names if name in options}
+    values["logit_bias"] = list(values.get("logit_bias") or [])
+    return Settings(**values)

@@ -1,0 +1,152 @@
+"""Renderers: they consume generation events and know nothing about llama.cpp."""
+import json
+import time
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from .events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, Delete, Done, Event, Token
+from .transcript import Transcript
+
+FINISH_NOTES = {
+    LENGTH: "stopped at the token limit",
+    CONTEXT: "stopped: the context is full",
+    DELETE_BUDGET: "stopped: the delete budget is spent",
+    INTERRUPTED: "interrupted",
+}
+
+
+def format_stats(done: Done) -> str:
+    counts, timings = done.counts, done.timings
+    parts = [
+        f"prompt {counts.prompt_tokens} tok ({done.prompt_tps:.1f} t/s)",
+        f"reply {counts.tokens} tok, {counts.deletes} deletes",
+        f"{done.gen_tps:.1f} t/s",
+        f"first token {timings.first_token_s:.2f} s",
+        f"context {done.context_used}/{done.n_ctx}",
+    ]
+    if done.finish_reason in FINISH_NOTES:
+        parts.append(FINISH_NOTES[done.finish_reason])
+    return " · ".join(parts)
+
+
+class PlainRenderer:
+    """The final text only, no escape codes: text is written as soon as it is older than the window.
+
+    With trace, deleted text stays in the output, marked [-like this-].
+    """
+
+    def __init__(self, stream: TextIO, window: int, trace: bool = False) -> None:
+        self.stream, self.window, self.trace = stream, window, trace
+        self.transcript = Transcript()
+        self._written = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Done):
+            self._write(len(self.transcript.pieces))
+            if not event.text.endswith("\n"):
+                self.stream.write("\n")
+            self.stream.flush()
+            return
+        self.transcript.apply(event)
+        self._write(self.transcript.final_count(self.window))
+
+    def _write(self, upto: int) -> None:
+        for piece in self.transcript.pieces[self._written : upto]:
+            if not piece.deleted:
+                self.stream.write(piece.text)
+            elif self.trace and piece.text:
+                self.stream.write(f"[-{piece.text}-]")
+        if upto > self._written:
+            self._written = upto
+            self.stream.flush()
+
+
+class JsonlRenderer:
+    """One JSON object per event; replaying the token and delete events gives the done event's text."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Token):
+            record = {"type": "token", "id": event.id, "text": event.text}
+        elif isinstance(event, Delete):
+            record = {"type": "delete", "id": event.id, "text": event.text}
+        else:
+            record = {
+                "type": "done",
+                "finish_reason": event.finish_reason,
+                "text": event.text,
+                "tokens": event.counts.tokens,
+                "generated": event.counts.generated,
+                "deletes": event.counts.deletes,
+                "prompt_tokens": event.counts.prompt_tokens,
+                "prompt_tps": round(event.prompt_tps, 2),
+                "gen_tps": round(event.gen_tps, 2),
+            }
+        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+class LiveRenderer:
+    """The live edit stream: text appears, a deleted piece flashes struck-through red, then goes.
+
+    With trace, deleted pieces stay, dim and struck through. Whole lines older than the rewind
+    window are printed for good; only the tail is redrawn, by rich's refresh thread, so drawing
+    never holds up generation.
+    """
+
+    FLASH_SECONDS = 0.3
+    REFRESH_PER_SECOND = 20
+
+    def __init__(self, console: Console, window: int, trace: bool = False) -> None:
+        self.console, self.window, self.trace = console, window, trace
+        self.transcript = Transcript()
+        self._printed = 0  # pieces printed above the live region
+        self._flashes: dict[int, float] = {}  # id(piece) -> when its flash ends
+        self._live = Live(
+            self, console=console, auto_refresh=True, refresh_per_second=self.REFRESH_PER_SECOND,
+            transient=False, vertical_overflow="visible",
+        )
+        self._live.start()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Done):
+            self._flashes.clear()
+            self._live.refresh()
+            self._live.stop()
+            if not self.transcript.text.endswith("\n"):
+                self.console.print()
+            return
+        piece = self.transcript.apply(event)
+        if isinstance(event, Delete):
+            self._flashes[id(piece)] = time.monotonic() + self.FLASH_SECONDS
+        self._print_final_lines()
+
+    def _print_final_lines(self) -> None:
+        pieces = self.transcript.pieces
+        final = self.transcript.final_count(self.window)
+        # Only whole lines leave the live region, so that it always starts at the left margin.
+        end = next((i + 1 for i in range(final - 1, self._printed - 1, -1) if pieces[i].text.endswith("\n")), None)
+        if end is None:
+            return
+        self._live.console.print(self._styled(self._printed, end), end="")
+        self._printed = end
+
+    def _styled(self, start: int, end: int) -> Text:
+        text = Text()
+        now = time.monotonic()
+        for piece in self.transcript.pieces[start:end]:
+            if not piece.deleted:
+                text.append(piece.text)
+            elif self.trace:
+                text.append(piece.text, style="dim strike")
+            elif self._flashes.get(id(piece), 0) > now:
+                text.append(piece.text, style="bold red strike")
+        return text
+
+    def __rich__(self) -> Text:
+        return self._styled(self._printed, len(self.transcript.pieces))

@@ -1,0 +1,92 @@
+"""A model opened for generation: its engine, its delete token, and the sampler built from settings."""
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import defaults
+from .engine import DeleteRules, Engine
+from .errors import UserError
+from .events import Event
+from .model import Model, load_model
+from .sampling import make_logits_processors, make_sampler
+from .settings import Settings
+
+METADATA_DELETE_ID = "backspace.delete_token_id"
+
+
+@dataclass(frozen=True)
+class DeleteToken:
+    id: int
+    text: str
+    source: str  # "option", "metadata" or "name": how it was found
+
+
+def find_delete_token(model: Model, spec: str | None) -> DeleteToken | None:
+    """--delete-token first, then the converter's metadata key, then the well-known token texts."""
+    if spec is not None:
+        token = model.parse_token(spec)
+        if token is None:
+            raise UserError(f"unknown delete token {spec!r}: it is neither a token id nor one token's text")
+        return DeleteToken(token, model.token_text(token), "option")
+    recorded = model.metadata.get(METADATA_DELETE_ID)
+    if recorded is not None:
+        token = int(recorded)
+        if not 0 <= token < model.n_vocab:
+            raise UserError(f"{METADATA_DELETE_ID} is {token}, outside the vocabulary of {model.n_vocab}")
+        return DeleteToken(token, model.token_text(token), "metadata")
+    for name in defaults.DELETE_TOKEN_NAMES:
+        token = model.find_token(name)
+        if token is not None:
+            return DeleteToken(token, name, "name")
+    return None
+
+
+def model_path(settings: Settings) -> str:
+    if settings.model:
+        return settings.model
+    raise UserError("no model: pass -m PATH.gguf or set BACKSPACE_MODEL")
+
+
+class Session:
+    """What `complete` and `chat` share: one loaded model and the settings to sample it with."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model = load_model(
+            model_path(settings),
+            n_ctx=settings.ctx_size,
+            n_threads=settings.threads,
+            n_gpu_layers=settings.gpu_layers,
+            verbose=settings.verbose,
+        )
+        self.engine = Engine(self.model)
+        self.delete_token = find_delete_token(self.model, settings.delete_token)
+        self.logit_bias = self._token_biases(settings.logit_bias)
+
+    def _token_biases(self, biases: list[tuple[str, float]]) -> dict[int, float]:
+        resolved: dict[int, float] = {}
+        for spec, bias in biases:
+            token = self.model.parse_token(spec)
+            if token is None:
+                raise UserError(f"--logit-bias: {spec!r} is neither a token id nor one token's text")
+            resolved[token] = resolved.get(token, 0.0) + bias
+        return resolved
+
+    @property
+    def rules(self) -> DeleteRules:
+        return DeleteRules(
+            token_id=self.delete_token.id if self.delete_token else None,
+            enabled=not self.settings.no_delete,
+            max_deletes=self.settings.max_deletes,
+        )
+
+    def generate(self, prompt: list[int]) -> Iterator[Event]:
+        settings = self.settings
+        return self.engine.generate(
+            prompt,
+            sampler=make_sampler(settings.temp, settings.top_k, settings.top_p, settings.min_p, settings.seed),
+            logits_processors=make_logits_processors(
+                settings.repeat_penalty, defaults.REPEAT_LAST_N, self.logit_bias
+            ),
+            max_tokens=settings.max_tokens,
+            rules=self.rules,
+        )

@@ -1,0 +1,140 @@
+"""`backspace complete` through click's runner and through a real pipe."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from backspace_cli.cli import main
+
+
+def complete(*args, input=None):
+    result = CliRunner().invoke(main, ["complete", *map(str, args)], input=input)
+    return result
+
+
+def events(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def replay(records: list[dict]) -> str:
+    pieces = []
+    for record in records:
+        if record["type"] == "token":
+            pieces.append(record["text"])
+        elif record["type"] == "delete":
+            assert pieces.pop() == record["text"]
+    return "".join(pieces)
+
+
+def test_plain_output_is_the_final_text_and_jsonl_replays_to_it(tiny_llama_path):
+    common = ["-m", tiny_llama_path, "--seed", 7, "-n", 24, "--logit-bias", "<|delete|>=3", "the water"]
+    jsonl = complete(*common, "--format", "jsonl")
+    plain = complete(*common)
+    assert jsonl.exit_code == 0 and plain.exit_code == 0
+    records = events(jsonl.stdout)
+    done = records[-1]
+    assert done["type"] == "done" and done["deletes"] > 0  # the bias makes deletes happen
+    assert replay(records) == done["text"]
+    assert plain.stdout.removesuffix("\n") == done["text"]
+    assert "\x1b[" not in plain.stdout
+    assert set(done) >= {"finish_reason", "text", "tokens", "generated", "deletes", "prompt_tokens",
+                         "prompt_tps", "gen_tps"}
+
+
+def test_trace_keeps_deleted_text_marked(tiny_llama_path):
+    result = complete("-m", tiny_llama_path, "--seed", 7, "-n", 24, "--logit-bias", "<|delete|>=3",
+                      "--trace", "the water")
+    assert result.exit_code == 0
+    assert "[-" in result.stdout and "-]" in result.stdout
+
+
+def test_stdin_and_the_argument_are_joined_stdin_first(tiny_llama, tiny_llama_path):
+    result = complete("-m", tiny_llama_path, "--temp", 0, "-n", 1, "--format", "jsonl", "and more",
+                      input="from stdin\n")
+    expected = tiny_llama.tokenize("from stdin\nand more", add_bos=True)
+    assert events(result.stdout)[-1]["prompt_tokens"] == len(expected)
+
+
+def test_an_adversarial_delete_bias_ends_on_the_budget_and_no_delete_never_deletes(tiny_llama_path):
+    args = ["-m", tiny_llama_path, "--temp", 0, "-n", 40, "--logit-bias", "<|delete|>=100",
+            "--logit-bias", "</s>=-100", "--format", "jsonl"]
+    adversarial = events(complete(*args, "the water").stdout)[-1]
+    assert adversarial["finish_reason"] == "delete_budget"
+    banned = events(complete(*args, "--no-delete", "the water").stdout)
+    assert all(record["type"] != "delete" for record in banned)
+    assert banned[-1]["deletes"] == 0 and banned[-1]["tokens"] == 40
+
+
+def test_a_model_without_a_delete_token_gets_one_notice(tiny_llama_without_delete_path):
+    result = complete("-m", tiny_llama_without_delete_path, "-n", 4, "the water")
+    assert result.exit_code == 0
+    assert result.stderr.count("no delete token") == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "/nonexistent/model.gguf", "hi"], "model file not found"),
+        (["-m", "/", "hi"], "not a file"),
+        (["-m", __file__, "hi"], "not a GGUF file"),
+        (["--delete-token", "<|nope|>", "hi"], "unknown delete token"),
+        (["--logit-bias", "<|nope|>=1", "hi"], "neither a token id nor one token's text"),
+        (["   "], "empty prompt"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_1(tiny_llama_path, args, message):
+    args = args if args[0] == "-m" else ["-m", tiny_llama_path, *args]
+    result = complete(*args, input="")
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_a_truncated_gguf_is_refused_without_a_traceback(tiny_llama_path, tmp_path):
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(tiny_llama_path.read_bytes()[:5000])
+    result = complete("-m", truncated, "hi")
+    assert result.exit_code == 1
+    assert "could not load" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--temp", "-1"], ["-n", "0"], ["--logit-bias", "nobias"], ["--format", "xml"]])
+def test_bad_option_values_are_usage_errors(tiny_llama_path, args):
+    result = complete("-m", tiny_llama_path, *args, "hi")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+
+
+def run_backspace(*args, input=None, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "backspace_cli", *map(str, args)], input=input, capture_output=True,
+        text=True, env={**os.environ, **(env or {})}, timeout=300,
+    )
+
+
+def test_a_real_pipe_gets_clean_text_from_smollm2(smollm2_path):
+    result = run_backspace("complete", "-m", smollm2_path, "-n", 32, "--temp", 0, input="Water is made of\n")
+    assert result.returncode == 0
+    assert result.stdout.strip() and "\x1b" not in result.stdout
+    assert result.stderr.strip() == "This model has no delete token: generating plainly."
+
+
+def test_llama_cpp_logs_only_with_verbose(tiny_llama_path):
+    quiet = run_backspace("complete", "-m", tiny_llama_path, "-n", 2, "hi")
+    loud = run_backspace("complete", "-m", tiny_llama_path, "-n", 2, "--verbose", "hi")
+    assert "llama_model_loader" not in quiet.stderr
+    assert "llama_model_loader" in loud.stderr
+
+
+def test_help_does_not_load_llama_cpp():
+    code = (
+        "import sys\nfrom backspace_cli.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('llama_cpp' in sys.modules, 'numpy' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "False False"
