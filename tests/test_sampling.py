@@ -1,0 +1,64 @@
+"""Samplers and logits processors: what each setting keeps, and that a seed fixes the draw."""
+import numpy as np
+
+from backspace_cli.sampling import greedy, make_logit_bias, make_logits_processors, make_repeat_penalty, make_sampler
+
+LOGITS = np.array([1.0, 5.0, 4.5, -2.0, 4.9, 0.0], dtype=np.float32)
+
+
+def draws(sampler, n=400):
+    return {sampler(LOGITS.copy()) for _ in range(n)}
+
+
+def test_temperature_zero_is_greedy():
+    assert make_sampler(0.0, 40, 0.95, 0.05, seed=1) is greedy
+    assert greedy(LOGITS.copy()) == 1
+
+
+def test_top_k_keeps_the_k_most_likely():
+    assert draws(make_sampler(1.0, 2, 1.0, 0.0, seed=1)) == {1, 4}
+    assert draws(make_sampler(1.0, 1, 1.0, 0.0, seed=1)) == {1}
+
+
+def test_min_p_drops_tokens_far_below_the_best():
+    # p(token) / p(best) = exp(logit - 5): 4.9 -> 0.90, 4.5 -> 0.61, 1.0 -> 0.018
+    assert draws(make_sampler(1.0, 0, 1.0, 0.5, seed=1)) == {1, 2, 4}
+    assert 0 in draws(make_sampler(1.0, 0, 1.0, 0.01, seed=1), n=3000)
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    assert draws(make_sampler(1.0, 0, 0.3, 0.0, seed=1)) == {1}
+    assert draws(make_sampler(1.0, 0, 0.6, 0.0, seed=1)) == {1, 4}
+
+
+def test_a_seed_fixes_the_sequence_of_draws():
+    def sequence(seed):
+        sampler = make_sampler(1.5, 0, 1.0, 0.0, seed=seed)
+        return [sampler(LOGITS.copy()) for _ in range(50)]
+
+    assert sequence(5) == sequence(5)
+    assert sequence(5) != sequence(6)
+
+
+def test_banned_tokens_are_never_drawn():
+    logits = LOGITS.copy()
+    logits[[1, 4]] = -np.inf
+    sampler = make_sampler(1.0, 0, 1.0, 0.0, seed=1)
+    assert all(sampler(logits.copy()) not in (1, 4) for _ in range(300))
+
+
+def test_logit_bias_adds_to_the_named_tokens():
+    biased = make_logit_bias({3: 10.0, 0: -1.0})([], LOGITS.copy())
+    assert biased[3] == 8.0 and biased[0] == 0.0 and biased[1] == 5.0
+
+
+def test_repeat_penalty_shrinks_recent_tokens_like_llama_cpp():
+    penalised = make_repeat_penalty(2.0, last_n=2)([0, 1, 3, 3], LOGITS.copy())
+    assert penalised[3] == -4.0  # negative logits are multiplied
+    assert penalised[1] == 5.0  # outside the last 2 tokens
+    assert make_repeat_penalty(1.0, 64) is None
+
+
+def test_only_active_processors_are_built():
+    assert make_logits_processors(1.0, 64, {}) == []
+    assert len(make_logits_processors(1.1, 64, {5: 1.0})) == 2
