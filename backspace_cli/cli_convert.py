@@ -1,0 +1,112 @@
+"""`backspace convert` and `backspace inspect`: click wiring only; the work happens in backspace_convert.
+
+Registered in cli.py with `main.add_command(convert)` and `main.add_command(inspect)`. Module-level
+imports stay cheap (no gguf, numpy or llama_cpp) so that `backspace --help` answers at once.
+"""
+import functools
+import signal
+from pathlib import Path
+
+import click
+
+from backspace_convert import keys
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+def one_line_errors(command):
+    """ConvertError becomes one line on stderr and exit status 1; Ctrl-C leaves nothing and exits 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from backspace_convert.reader import ConvertError
+
+        try:
+            return command(*args, **kwargs)
+        except ConvertError as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was written", err=True)
+            raise SystemExit(130) from None
+
+    return wrapper
+
+
+def _interrupt_on_sigterm() -> None:
+    """A kill (SIGTERM) cleans up like Ctrl-C: the partial output is removed."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (CliRunner in a worker): keep the default
+        pass
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Where to write the converted model [default: MODEL.backspace.gguf next to MODEL].")
+@click.option("--mode", type=click.Choice(keys.MODES), default="auto", show_default=True,
+              help="auto marks the token if the vocabulary has it, reuses with --reuse, else appends.")
+@click.option("--token", "token", default=keys.DEFAULT_TOKEN, show_default=True, metavar="TEXT",
+              help="The delete token's text.")
+@click.option("--reuse", metavar="TOKEN",
+              help="Reuse mode: rename this reserved or unused token (an id or its text) to the delete token.")
+@click.option("--rows", type=click.Path(path_type=Path), metavar="FILE",
+              help="Append mode: trained rows from the fine-tune (.npy or .safetensors).")
+@click.option("--init", metavar="mean|zero|copy:TOKEN",
+              help=f"Append mode without --rows: how the new rows start [default: {keys.DEFAULT_INIT}].")
+@click.option("--marker", metavar="TEXT",
+              help='Marker mode: the plain text the model writes to delete, e.g. "[DELETE]".')
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@click.option("--check", is_flag=True,
+              help="Also run both models in llama.cpp and require bit-identical logits for every original token.")
+@one_line_errors
+def convert(model, output, mode, token, reuse, rows, init, marker, force, check):
+    """Make MODEL (a GGUF file) a backspace model: give it a delete token.
+
+    The mode is chosen automatically and reported: mark (the token is already in the vocabulary),
+    reuse (--reuse: rename a reserved token), append (add a token and one row to the embeddings), or
+    marker (--marker: the model writes plain text to delete). The input is never modified.
+    """
+    from backspace_convert.convert import convert_file
+    from backspace_convert.plan import ConvertSpec
+    from backspace_convert.progress import copy_progress
+
+    _interrupt_on_sigterm()
+    spec = ConvertSpec(mode=mode, token=token, reuse=reuse, rows=rows, init=init, marker=marker)
+    with copy_progress() as progress:
+        result = convert_file(model, output, spec, force=force, check=check, progress=progress)
+    for warning in result.edit.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.output is None:
+        click.echo(result.edit.summary)
+        return
+    click.echo(f"mode: {result.mode}")
+    click.echo(result.edit.summary)
+    seconds = sum(result.timings.values())
+    size = result.output.stat().st_size / 1e6
+    click.echo(f"wrote {result.output} ({size:,.1f} MB, structure checked) in {seconds:.1f} s")
+    if result.logits is not None:
+        click.echo(f"--check: logits bit-identical for all {result.logits.tokens:,} original tokens")
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the same facts as JSON.")
+@one_line_errors
+def inspect(model, as_json):
+    """Show what matters about MODEL (a GGUF file) for backspace: its delete token and reusable tokens."""
+    from backspace_convert.inspection import inspect_model, render
+
+    info = inspect_model(model)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    Console().print(render(info))

@@ -1,0 +1,88 @@
+"""`backspace convert` as a function: read, plan, copy atomically, check; and what it did, with timings."""
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import keys
+from .atomic import atomic_output, check_target
+from .copy import copy_with_delete_token, tensor_bytes
+from .plan import ConvertSpec, Edit, plan_edit
+from .reader import open_gguf
+from .sink import GGUFSink
+from .verify import LogitsCheck, check_logits, check_structure
+from .vocab import field_value
+
+# progress(total_bytes) -> a callback taking the bytes copied since its last call
+Progress = Callable[[int], Callable[[int], None]]
+
+
+@dataclass
+class Result:
+    input: Path
+    output: Path | None  # None: nothing was written (the input was already converted)
+    edit: Edit
+    logits: LogitsCheck | None = None  # set by --check
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: parse, plan, write, verify, check
+
+    @property
+    def mode(self) -> str:
+        return self.edit.mode
+
+
+def default_output(source: Path) -> Path:
+    """IN.gguf -> IN.backspace.gguf, next to the input."""
+    stem = source.name[: -len(".gguf")] if source.name.endswith(".gguf") else source.name
+    return source.with_name(stem + keys.OUTPUT_SUFFIX)
+
+
+def convert_file(
+    source: str | Path,
+    output: str | Path | None = None,
+    spec: ConvertSpec = ConvertSpec(),
+    *,
+    force: bool = False,
+    check: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """Convert `source` into a backspace model at `output`; raises ConvertError with one line."""
+    source = Path(source)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    reader = open_gguf(source)
+    timings["parse"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    edit = plan_edit(reader, source, spec)
+    timings["plan"] = time.perf_counter() - started
+    if edit.mode == "none":
+        return Result(source, None, edit, timings=timings)
+
+    target = Path(output) if output is not None else default_output(source)
+    check_target(target, source, force)
+    arch = field_value(reader, "general.architecture")
+    with atomic_output(target, force) as temporary:
+        started = time.perf_counter()
+        sink = GGUFSink(temporary, arch, reader.endianess, reader.alignment)
+        try:
+            on_bytes = progress(tensor_bytes(reader)) if progress is not None else None
+            copy_with_delete_token(reader, sink, edit, on_bytes, timings)
+        finally:
+            sink.close()
+        # Both checks run before the rename, so an output that fails them never appears.
+        started = time.perf_counter()
+        check_structure(reader, temporary, edit)
+        timings["verify"] = time.perf_counter() - started
+        logits = None
+        if check:
+            started = time.perf_counter()
+            logits = check_logits(source, temporary, _original_vocab(reader, edit))
+            timings["check"] = time.perf_counter() - started
+    return Result(source, target, edit, logits, timings)
+
+
+def _original_vocab(reader, edit: Edit) -> int:
+    if edit.mode == "append":
+        return edit.token_id
+    tokens = reader.get_field("tokenizer.ggml.tokens")
+    return len(tokens.data) if tokens is not None else 0

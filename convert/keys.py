@@ -1,0 +1,14 @@
+"""The backspace.* metadata keys that mark a GGUF file as a backspace model, and this converter's defaults."""
+from backspace_cli import __version__, defaults
+
+DELETE_TOKEN_ID = "backspace.delete_token_id"  # UINT32: the id of the delete token
+DELETE_TOKEN = "backspace.delete_token"  # STRING: its text
+DELETE_MARKER = "backspace.delete_marker"  # STRING, optional: a plain-text marker that means delete
+CONVERTER_VERSION = "backspace.converter_version"  # STRING: which converter wrote the keys
+ALL = (DELETE_TOKEN_ID, DELETE_TOKEN, DELETE_MARKER, CONVERTER_VERSION)
+
+MODES = ("auto", "mark", "reuse", "append", "marker")  # auto picks mark, reuse or append
+VERSION = f"backspace-convert {__version__}"
+DEFAULT_TOKEN = defaults.DELETE_TOKEN_NAMES[0]  # "<|delete|>"
+DEFAULT_INIT = "mean"  # how append mode initialises new rows without --rows
+OUTPUT_SUFFIX = ".backspace.gguf"  # IN.gguf -> IN.backspace.gguf

@@ -1,0 +1,110 @@
+"""Checking a written output: its structure against the input (always), and its logits in llama.cpp (--check)."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from .copy import field_spans
+from .plan import Edit
+from .reader import ConvertError, open_gguf
+from .vocab import TokenType
+
+CHECK_PROMPT = "The quick brown fox jumps over the lazy dog. Water is made of hydrogen and oxygen, 1 2 3."
+SPOT_BYTES = 4096  # bytes compared at the start and end of every tensor
+
+
+def check_structure(source: gguf.GGUFReader, output_path: Path, edit: Edit) -> None:
+    """Read the output back with GGUFReader and compare it with the input and the edit: every key in its
+    place with its type and bytes (or its new value), every tensor with its type, shape and offsets, the
+    ends of every tensor's data, and the new rows. Raises ConvertError on the first difference."""
+    try:
+        output = open_gguf(output_path)
+    except ConvertError as error:
+        raise ConvertError(f"the output failed its check: {error}") from None
+
+    def fail(what: str):
+        raise ConvertError(f"the output failed its check: {what}")
+
+    if output.alignment != source.alignment or output.endianess != source.endianess:
+        fail("alignment or byte order changed")
+    spans_in, spans_out = field_spans(source), field_spans(output)
+    new_keys = [name for name in edit.metadata if name not in spans_in]
+    if list(spans_out) != [*spans_in, *new_keys]:
+        fail("the metadata keys differ from the input's")
+    for name, (start, end) in spans_out.items():
+        expected = edit.metadata.get(name)
+        if expected is None:
+            begin, stop = spans_in[name]
+            if not np.array_equal(source.data[begin:stop], output.data[start:end]):
+                fail(f"the key {name} changed")
+            continue
+        field = output.fields[name]
+        if field.types[0] != expected.type or (expected.sub_type is not None and field.types[-1] != expected.sub_type):
+            fail(f"the key {name} has the wrong type")
+        value = field.contents()
+        if expected.type == gguf.GGUFValueType.FLOAT32 or expected.sub_type == gguf.GGUFValueType.FLOAT32:
+            same = np.array_equal(np.float32(value), np.float32(expected.value))
+        else:
+            same = value == expected.value
+        if not same:
+            fail(f"the key {name} does not hold its new value")
+    if edit.token_id is not None:
+        types = output.get_field(gguf.Keys.Tokenizer.TOKEN_TYPE)
+        if types is None or types.contents(edit.token_id) != TokenType.CONTROL:
+            fail("the delete token is not a CONTROL token")
+
+    if [t.name for t in output.tensors] != [t.name for t in source.tensors]:
+        fail("the tensors differ from the input's")
+    for before, after in zip(source.tensors, output.tensors):
+        row = edit.rows.get(before.name)
+        shape = list(before.shape)
+        if row is not None:
+            shape[-1] += 1
+        if after.tensor_type != before.tensor_type or list(after.shape) != shape:
+            fail(f"{before.name} has the wrong type or shape")
+        if after.n_bytes != before.n_bytes + len(row or b"") or after.data_offset % output.alignment:
+            fail(f"{before.name} has the wrong size or alignment")
+        old, new = before.data.reshape(-1).view(np.uint8), after.data.reshape(-1).view(np.uint8)
+        head, tail = min(SPOT_BYTES, old.size), min(SPOT_BYTES, old.size)
+        if not (np.array_equal(old[:head], new[:head]) and np.array_equal(old[old.size - tail :], new[old.size - tail : old.size])):
+            fail(f"the data of {before.name} changed")
+        if row is not None and new[old.size :].tobytes() != row:
+            fail(f"the new row of {before.name} is not the one planned")
+
+
+@dataclass(frozen=True)
+class LogitsCheck:
+    prompt_tokens: int  # the fixed prompt's length
+    tokens: int  # logits compared after each decode: every original token
+
+
+def check_logits(input_path: Path, output_path: Path, n_vocab: int, n_threads: int | None = None) -> LogitsCheck:
+    """Load both files in llama.cpp, decode the same fixed prompt (as one batch, then one more token on
+    its own, so both kinds of kernel are covered), and require the logits of every original token to
+    be bit-identical after each."""
+    from backspace_cli.model import ModelError, load_model
+    from backspace_cli.sequence import Sequence
+
+    def logits_of(path: Path, prompt: list[int] | None) -> tuple[list[int], list[np.ndarray]]:
+        try:
+            model = load_model(path, n_ctx=256, n_threads=n_threads)
+        except ModelError as error:
+            raise ConvertError(f"--check: {error}") from None
+        try:
+            if prompt is None:
+                prompt = model.tokenize(CHECK_PROMPT, add_bos=True, special=False)
+            sequence = Sequence(model, batch_size=len(prompt))
+            rows = [sequence.feed(prompt[:-1])[:n_vocab].copy(), sequence.feed(prompt[-1:])[:n_vocab].copy()]
+            del sequence
+        finally:
+            model.llama.close()
+        return prompt, rows
+
+    prompt, before = logits_of(input_path, None)
+    _, after = logits_of(output_path, prompt)
+    for step, (a, b) in enumerate(zip(before, after)):
+        if not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
+            differ = int(np.count_nonzero(a.view(np.uint32) != b.view(np.uint32)))
+            raise ConvertError(f"--check failed: {differ} of {n_vocab} logits differ after decode {step + 1}")
+    return LogitsCheck(len(prompt), n_vocab)

@@ -1,0 +1,133 @@
+"""The vocabulary facts a conversion needs, read from a GGUFReader: tokens, types, the delete token, candidates."""
+import re
+from dataclasses import dataclass
+
+import gguf
+
+from backspace_cli import defaults
+
+from .keys import DELETE_MARKER, DELETE_TOKEN, DELETE_TOKEN_ID
+from .reader import ConvertError
+
+TokenType = gguf.TokenType
+TOKENS = gguf.Keys.Tokenizer.LIST
+TOKEN_TYPES = gguf.Keys.Tokenizer.TOKEN_TYPE
+SCORES = gguf.Keys.Tokenizer.SCORES
+# Token texts that trained models leave unused, so that a fine-tune can give them a new meaning.
+RESERVED = re.compile(
+    r"<\|reserved_special_token_\d+\|>|<unused\d+>|\[PAD\d+\]|<\|reserved_\d+\|>|<\|extra_\d+\|>"
+    r"|<extra_id_\d+>|<\|unused_\d+\|>|<\|dummy_\d+\|>|\[unused\d+\]"
+)
+MAX_CANDIDATES = 5
+
+
+@dataclass(frozen=True)
+class DeleteStatus:
+    """How a model's delete token is known, if it is."""
+
+    id: int | None  # None for a marker: it is a sequence of ordinary tokens
+    text: str
+    source: str  # "metadata" (backspace.* keys), "name" (a known delete-token text), or "marker"
+    type: str | None  # the token's type, e.g. "CONTROL"; None for a marker
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    text: str
+    type: str
+
+
+class Vocabulary:
+    """The tokenizer arrays of a GGUF file, as plain Python lists."""
+
+    def __init__(self, reader: gguf.GGUFReader) -> None:
+        self.reader = reader
+        tokens = reader.get_field(TOKENS)
+        if tokens is None:
+            raise ConvertError(f"the model has no tokenizer ({TOKENS} is missing)")
+        self.tokens: list[str] = tokens.contents()
+        types = reader.get_field(TOKEN_TYPES)
+        self.types: list[int] | None = types.contents() if types is not None else None
+        scores = reader.get_field(SCORES)
+        self.scores: list[float] | None = scores.contents() if scores is not None else None
+        for key, values in ((TOKEN_TYPES, self.types), (SCORES, self.scores)):
+            if values is not None and len(values) != len(self.tokens):
+                raise ConvertError(f"{key} has {len(values)} entries but the vocabulary has {len(self.tokens)} tokens")
+        self._ids: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def find(self, text: str) -> int | None:
+        """The id of the token whose text is exactly `text`, if any."""
+        if self._ids is None:
+            self._ids = {}
+            for index, token in enumerate(self.tokens):
+                self._ids.setdefault(token, index)
+        return self._ids.get(text)
+
+    def parse(self, spec: str) -> int:
+        """A token given as an id or as its exact text; ConvertError when there is none."""
+        if spec.strip().isdigit():
+            token = int(spec)
+            if token >= len(self.tokens):
+                raise ConvertError(f"token id {token} is out of range (the vocabulary has {len(self.tokens)} tokens)")
+            return token
+        token = self.find(spec)
+        if token is None:
+            raise ConvertError(f"token {spec!r} is not in the vocabulary")
+        return token
+
+    def type_name(self, token: int) -> str:
+        if self.types is None:
+            return "NORMAL"
+        try:
+            return TokenType(self.types[token]).name
+        except ValueError:
+            return str(self.types[token])
+
+    def special_ids(self) -> set[int]:
+        """Ids that the metadata names as BOS, EOS, padding and so on: never free to reuse."""
+        ids = set()
+        for field in self.reader.fields.values():
+            if field.name.startswith("tokenizer.ggml.") and field.name.endswith("_token_id"):
+                ids.add(int(field.contents()))
+        return ids
+
+    def candidates(self, limit: int = MAX_CANDIDATES) -> list[Candidate]:
+        """Reserved, unused or padding tokens that a fine-tune could have repurposed."""
+        taken = self.special_ids()
+        found = []
+        for index, text in enumerate(self.tokens):
+            unused = self.types is not None and self.types[index] == TokenType.UNUSED
+            if index not in taken and (unused or RESERVED.fullmatch(text)):
+                found.append(Candidate(index, text, self.type_name(index)))
+                if len(found) == limit:
+                    break
+        return found
+
+
+def field_value(reader: gguf.GGUFReader, key: str):
+    field = reader.get_field(key)
+    return field.contents() if field is not None else None
+
+
+def delete_status(reader: gguf.GGUFReader, vocabulary: Vocabulary | None) -> DeleteStatus | None:
+    """The delete token as the engine would find it: backspace.* metadata first, then a known name."""
+    token_id = field_value(reader, DELETE_TOKEN_ID)
+    if token_id is not None:
+        text = field_value(reader, DELETE_TOKEN)
+        in_range = vocabulary is not None and token_id < len(vocabulary)
+        if text is None and in_range:
+            text = vocabulary.tokens[token_id]
+        return DeleteStatus(int(token_id), text or "", "metadata", vocabulary.type_name(token_id) if in_range else None)
+    marker = field_value(reader, DELETE_MARKER)
+    if marker is not None:
+        return DeleteStatus(None, marker, "marker", None)
+    if vocabulary is not None:
+        for name in defaults.DELETE_TOKEN_NAMES:
+            token = vocabulary.find(name)
+            if token is not None:
+                return DeleteStatus(token, name, "name", vocabulary.type_name(token))
+    return None
