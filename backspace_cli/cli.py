@@ -19,6 +19,9 @@ def friendly_errors(command):
             return command(*args, **kwargs)
         except UserError as error:
             raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:  # Ctrl-C outside a reply (while loading, say): leave quietly
+            click.echo("interrupted", err=True)
+            raise SystemExit(130) from None
 
     return wrapper
 
@@ -42,11 +45,43 @@ def main():
 @friendly_errors
 def complete(prompt, output_format, trace, **options):
     """Continue PROMPT (and/or text piped on stdin) as raw text."""
-    from .complete import default_format, run_complete
+    from .complete import run_complete
+    from .render import default_format
     from .prompt_input import read_prompt
 
     settings = settings_from(options)
     done = run_complete(settings, read_prompt(prompt), output_format or default_format(), trace)
+    if done.finish_reason == "interrupted":
+        raise SystemExit(130)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("message", required=False)
+@engine_options
+@click.option("--system", help="The system prompt (default: the model's own).")
+@click.option("--format", "output_format", type=click.Choice(["live", "plain", "jsonl"]),
+              help="For one-shot answers: live on a terminal, plain in a pipe (the default), or JSONL.")
+@click.option("--trace", is_flag=True, help="Keep deleted text visible, struck through.")
+@friendly_errors
+def chat(message, system, output_format, trace, **options):
+    """Chat with the model in the terminal.
+
+    With MESSAGE, or a message piped on stdin, answer once and exit.
+    """
+    import sys
+
+    from .render import default_format
+
+    settings = settings_from(options)
+    if message is None and sys.stdin is not None and sys.stdin.isatty():
+        from .chat_repl import run_chat
+
+        run_chat(settings, system, trace)
+        return
+    from .chat_repl import run_once
+    from .prompt_input import read_prompt
+
+    done = run_once(settings, system, read_prompt(message), output_format or default_format(), trace)
     if done.finish_reason == "interrupted":
         raise SystemExit(130)
 

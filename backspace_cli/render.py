@@ -1,6 +1,9 @@
 """Renderers: they consume generation events and know nothing about llama.cpp."""
 import json
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
@@ -111,7 +114,14 @@ class LiveRenderer:
             self, console=console, auto_refresh=True, refresh_per_second=self.REFRESH_PER_SECOND,
             transient=False, vertical_overflow="visible",
         )
+
+    def __enter__(self) -> "LiveRenderer":
         self._live.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._live.is_started:  # an error or Ctrl-C before Done: leave the terminal sane
+            self._live.stop()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Done):
@@ -150,3 +160,23 @@ class LiveRenderer:
 
     def __rich__(self) -> Text:
         return self._styled(self._printed, len(self.transcript.pieces))
+
+
+@contextmanager
+def open_renderer(output_format: str, window: int, trace: bool) -> Iterator[Callable[[Event], None]]:
+    """The renderer for --format: live on a terminal, the final text in a pipe, or JSONL."""
+    if output_format == "jsonl":
+        yield JsonlRenderer(sys.stdout)
+    elif output_format == "plain":
+        yield PlainRenderer(sys.stdout, window, trace)
+    else:
+        with LiveRenderer(Console(), window, trace) as renderer:
+            yield renderer
+
+
+def default_format() -> str:
+    return "live" if sys.stdout.isatty() else "plain"
+
+
+def notice_missing_delete_token(console: Console) -> None:
+    console.print("[dim]This model has no delete token: generating plainly.[/dim]")

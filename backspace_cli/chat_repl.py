@@ -1,0 +1,82 @@
+"""`backspace chat`: the interactive loop in a terminal, and the one-shot answer for pipes and arguments."""
+from rich.console import Console
+
+from . import defaults
+from .chat import Chat, MessageTooLong
+from .chat_commands import ExitChat, run_command
+from .chat_input import ChatInput, history_path
+from .errors import UserError
+from .events import Done
+from .render import LiveRenderer, format_stats, notice_missing_delete_token, open_renderer
+from .session import Session
+from .settings import Settings
+
+
+class Repl:
+    def __init__(self, console: Console, chat: Chat, trace: bool, reader: ChatInput) -> None:
+        self.console, self.chat, self.trace, self.reader = console, chat, trace, reader
+
+    def banner(self) -> None:
+        session = self.chat.session
+        delete = session.delete_token
+        status = f"delete token {delete.text!r}" if delete else "no delete token: plain generation"
+        self.console.print(f"[bold]backspace[/bold] · {session.model.path.name} · {status}")
+        self.console.print('[dim]/help for commands, """ for a multi-line message, Ctrl-D to leave.[/dim]')
+
+    def loop(self) -> None:
+        while True:
+            try:
+                text = self.reader.read()
+            except KeyboardInterrupt:
+                self.console.print("[dim](Ctrl-C stops a reply. To leave, type /exit or press Ctrl-D.)[/dim]")
+                continue
+            except EOFError:
+                return
+            if not text.strip():
+                continue
+            if text.lstrip().startswith("/"):
+                try:
+                    run_command(self, text)
+                except ExitChat:
+                    return
+                except UserError as error:
+                    self.console.print(f"[red]{error}[/red]")
+                continue
+            self.turn(text)
+
+    def turn(self, message: str) -> None:
+        def dropped(count: int) -> None:
+            self.console.print(f"[yellow]Dropped the {count} oldest exchange(s) to fit the context.[/yellow]")
+
+        try:
+            with LiveRenderer(self.console, defaults.REWIND_WINDOW, self.trace) as renderer:
+                turn = self.chat.say(message, renderer, dropped)
+        except MessageTooLong as error:
+            self.console.print(f"[red]{error}[/red]")
+            return
+        except KeyboardInterrupt:  # between the reply's end and here: the reply is complete
+            return
+        self.console.print(f"[dim]{format_stats(turn.done)}[/dim]")
+
+
+def run_chat(settings: Settings, system: str | None, trace: bool) -> None:
+    console = Console()
+    with console.status("Loading the model…"):
+        session = Session(settings)
+    repl = Repl(console, Chat(session, system), trace, ChatInput(history_path()))
+    repl.banner()
+    repl.loop()
+
+
+def run_once(settings: Settings, system: str | None, message: str, output_format: str, trace: bool) -> Done:
+    """Answer one message, writing the reply (in a pipe: only the clean final reply) to stdout."""
+    errors = Console(stderr=True)
+    session = Session(settings)
+    if session.delete_token is None:
+        notice_missing_delete_token(errors)
+    chat = Chat(session, system)
+    with open_renderer(output_format, defaults.REWIND_WINDOW, trace) as renderer:
+        turn = chat.say(message, renderer, on_drop=lambda count: None)
+    if output_format == "live":
+        errors.print(f"[dim]{format_stats(turn.done)}[/dim]")
+    return turn.done

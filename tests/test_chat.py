@@ -1,0 +1,147 @@
+"""Chat: templates, multi-turn cache reuse, the context budget, slash commands and one-shot answers."""
+import json
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from backspace_cli.chat import Chat, MessageTooLong
+from backspace_cli.chat_commands import run_command
+from backspace_cli.chat_repl import Repl
+from backspace_cli.cli import main
+from backspace_cli.errors import UserError
+from backspace_cli.session import Session
+from backspace_cli.settings import Settings
+
+
+def open_chat(path, system=None, **settings) -> Chat:
+    defaults = dict(model=str(path), temp=0.0, max_tokens=12, ctx_size=512, threads=2)
+    return Chat(Session(Settings(**{**defaults, **settings})), system=system)
+
+
+def say(chat: Chat, message: str):
+    return chat.say(message, lambda event: None, lambda count: None)
+
+
+def test_the_prompt_comes_from_the_models_own_template(tiny_llama_path):
+    chat = open_chat(tiny_llama_path)
+    tokens = chat.template.tokens([{"role": "user", "content": "hi"}])
+    assert tokens == chat.session.model.tokenize("<|user|>hi</s><|assistant|>", add_bos=False, special=True)
+    assert "the model's" in chat.template.source
+
+
+def test_a_model_without_a_template_falls_back_to_chatml(tmp_path, tiny_models_module):
+    path = tiny_models_module.build_llama(tmp_path / "no-template.gguf", chat_template=None)
+    chat = open_chat(path)
+    assert "ChatML" in chat.template.source
+    tokens = chat.template.tokens([{"role": "user", "content": "hi"}])
+    expected = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert tokens == chat.session.model.tokenize(expected, add_bos=False, special=True)
+
+
+@pytest.fixture
+def tiny_models_module():
+    import tiny_models
+
+    return tiny_models
+
+
+def test_each_turn_evaluates_only_the_new_tokens(smollm2_path):
+    chat = open_chat(smollm2_path, max_tokens=8)
+    first = say(chat, "What is water made of?")
+    second = say(chat, "And ice?")
+    assert first.done.counts.evaluated_prompt_tokens == first.done.counts.prompt_tokens
+    new_part = second.done.counts.prompt_tokens - first.done.counts.prompt_tokens - first.done.counts.tokens
+    assert second.done.counts.evaluated_prompt_tokens <= new_part + 2  # a re-tokenised seam at most
+
+
+def test_history_holds_the_final_reply_and_the_cache_agrees_with_it(tiny_llama_path):
+    chat = open_chat(tiny_llama_path, temp=0.8, seed=3, logit_bias=[("<|delete|>", 100.0)], max_tokens=20)
+    turn = say(chat, "the water")
+    assert turn.done.counts.deletes > 0
+    assert chat.conversation.exchanges[-1].reply == turn.done.text
+    deleted = [edit for edit in turn.exchange.edits if edit["type"] == "delete"]
+    assert len(deleted) == turn.done.counts.deletes
+    prompt = chat.template.tokens(chat.conversation.messages()[:-1])
+    sequence = chat.session.engine.sequence.tokens
+    assert sequence[: len(prompt)] == prompt
+    reply = chat.session.model.llama.detokenize(sequence[len(prompt):]).decode("utf-8", errors="replace")
+    assert reply == turn.done.text.encode("utf-8", errors="replace").decode("utf-8", errors="replace")
+
+
+def test_the_oldest_exchanges_are_dropped_to_fit_but_never_the_system_prompt(tiny_llama_path):
+    chat = open_chat(tiny_llama_path, ctx_size=256, max_tokens=16, system="be brief")
+    notices = []
+    turns = [chat.say("the water is made of the water", lambda event: None, notices.append) for _ in range(12)]
+    assert sum(notices) > 0 and sum(turn.dropped for turn in turns) == sum(notices)
+    assert all(turn.done.counts.prompt_tokens + chat.reply_room() <= 256 for turn in turns)
+    assert chat.conversation.messages()[0] == {"role": "system", "content": "be brief"}
+
+
+def test_a_message_too_long_for_the_context_is_refused_and_the_chat_goes_on(tiny_llama_path):
+    chat = open_chat(tiny_llama_path, ctx_size=256)
+    say(chat, "the water")
+    with pytest.raises(MessageTooLong, match="the context holds 256"):
+        say(chat, "the water " * 200)
+    assert len(chat.conversation.exchanges) == 1
+    assert say(chat, "the water").done.finish_reason in ("stop", "length")
+
+
+@pytest.fixture
+def repl(tiny_llama_path):
+    console = Console(record=True, width=120)
+    return Repl(console, open_chat(tiny_llama_path, logit_bias=[("<|delete|>", 100.0)], temp=0.8, seed=2),
+                trace=False, reader=None)
+
+
+def test_slash_commands_change_the_chat(repl, tmp_path):
+    run_command(repl, "/set temp 0.5")
+    assert repl.chat.session.settings.temp == 0.5
+    run_command(repl, "/system you are terse")
+    assert repl.chat.conversation.system == "you are terse"
+    run_command(repl, "/trace on")
+    assert repl.trace
+    repl.turn("the water")
+    repl.turn("is made of")
+    run_command(repl, "/undo")
+    assert [e.user for e in repl.chat.conversation.exchanges] == ["the water"]
+    run_command(repl, "/regen")
+    assert [e.user for e in repl.chat.conversation.exchanges] == ["the water"]
+    run_command(repl, "/show")
+    run_command(repl, "/stats")
+    shown = repl.console.export_text()
+    assert "temp" in shown and "0.5" in shown and "delete token" in shown and "deletes" in shown
+    run_command(repl, "/clear")
+    assert repl.chat.conversation.exchanges == []
+
+
+def test_save_writes_the_transcript_with_every_delete(repl, tmp_path):
+    repl.turn("the water")
+    path = tmp_path / "chat.json"
+    run_command(repl, f"/save {path}")
+    saved = json.loads(path.read_text())
+    exchange = saved["exchanges"][0]
+    assert exchange["user"] == "the water"
+    assert exchange["reply"] == repl.chat.conversation.exchanges[0].reply
+    assert any(edit["type"] == "delete" for edit in exchange["edits"])
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("line, message", [("/set nope 1", "unknown key"), ("/set temp hot", "not a float"),
+                                           ("/frobnicate", "unknown command"), ("/trace maybe", "/trace on|off"),
+                                           ("/save /nonexistent/dir/x.json", "cannot write")])
+def test_bad_slash_commands_are_explained(repl, line, message):
+    with pytest.raises(UserError, match=message):
+        run_command(repl, line)
+
+
+def test_one_shot_chat_writes_the_clean_reply(tiny_llama_path):
+    runner = CliRunner()
+    by_argument = runner.invoke(main, ["chat", "-m", str(tiny_llama_path), "--temp", "0", "-n", "8", "the water"])
+    by_pipe = runner.invoke(main, ["chat", "-m", str(tiny_llama_path), "--temp", "0", "-n", "8"], input="the water\n")
+    jsonl = runner.invoke(main, ["chat", "-m", str(tiny_llama_path), "--temp", "0", "-n", "8", "--format", "jsonl",
+                                 "the water"])
+    assert by_argument.exit_code == by_pipe.exit_code == jsonl.exit_code == 0
+    done = json.loads(jsonl.stdout.splitlines()[-1])
+    assert by_argument.stdout == by_pipe.stdout == done["text"] + ("" if done["text"].endswith("\n") else "\n")
+    assert "\x1b" not in by_argument.stdout
