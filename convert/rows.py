@@ -58,9 +58,10 @@ def load_rows(path: Path, n_embd: int) -> TrainedRows:
 
 
 def _pick(tensors: dict[str, np.ndarray], names: tuple[str, ...], path: Path) -> np.ndarray | None:
+    """The tensor called one of `names`, with or without a module path or a .weight suffix."""
     for name in names:
         for key, value in tensors.items():
-            if key == name or key.endswith("." + name) or key.endswith("." + name + ".weight"):
+            if key.removesuffix(".weight").split(".")[-1] == name:
                 return value
     return None
 
