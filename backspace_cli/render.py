@@ -143,10 +143,10 @@ class LiveRenderer:
         end = next((i + 1 for i in range(final - 1, self._printed - 1, -1) if pieces[i].text.endswith("\n")), None)
         if end is None:
             return
-        self._live.console.print(self._styled(self._printed, end), end="")
+        self._live.console.print(self._styled(self._printed, end, flashes=False), end="")
         self._printed = end
 
-    def _styled(self, start: int, end: int) -> Text:
+    def _styled(self, start: int, end: int, flashes: bool) -> Text:
         text = Text()
         now = time.monotonic()
         for piece in self.transcript.pieces[start:end]:
@@ -154,12 +154,13 @@ class LiveRenderer:
                 text.append(piece.text)
             elif self.trace:
                 text.append(piece.text, style="dim strike")
-            elif self._flashes.get(id(piece), 0) > now:
+            elif flashes and self._flashes.get(id(piece), 0) > now:
                 text.append(piece.text, style="bold red strike")
         return text
 
     def __rich__(self) -> Text:
-        return self._styled(self._printed, len(self.transcript.pieces))
+        """The live tail, redrawn by rich's refresh thread: a flash lasts until it expires."""
+        return self._styled(self._printed, len(self.transcript.pieces), flashes=True)
 
 
 @contextmanager
