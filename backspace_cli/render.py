@@ -109,6 +109,7 @@ class LiveRenderer:
         self.console, self.window, self.trace = console, window, trace
         self.transcript = Transcript()
         self._printed = 0  # pieces printed above the live region
+        self._carry = Text()  # the start of a line whose pieces are final, but not yet printed
         self._flashes: dict[int, float] = {}  # id(piece) -> when its flash ends
         self._live = Live(
             self, console=console, auto_refresh=True, refresh_per_second=self.REFRESH_PER_SECOND,
@@ -141,10 +142,22 @@ class LiveRenderer:
         final = self.transcript.final_count(self.window)
         # Only whole lines leave the live region, so that it always starts at the left margin.
         end = next((i + 1 for i in range(final - 1, self._printed - 1, -1) if pieces[i].text.endswith("\n")), None)
-        if end is None:
-            return
-        self._live.console.print(self._styled(self._printed, end, flashes=False), end="")
-        self._printed = end
+        if end is not None:
+            self._live.console.print(self._carry + self._styled(self._printed, end, flashes=False), end="")
+            self._carry, self._printed = Text(), end
+        if final > self._printed and self._tail_may_overflow():
+            # A paragraph taller than the screen: print its final wrapped lines too. Appending text
+            # only ever re-wraps the last line, so every line before it is settled.
+            lines = (self._carry + self._styled(self._printed, final, flashes=False)).wrap(
+                self.console, self.console.width
+            )
+            for line in lines[:-1]:
+                self._live.console.print(line)
+            self._carry, self._printed = lines[-1], final
+
+    def _tail_may_overflow(self) -> bool:
+        characters = len(self._carry) + sum(len(piece.text) for piece in self.transcript.pieces[self._printed :])
+        return characters > self.console.width * (self.console.height - 2)
 
     def _styled(self, start: int, end: int, flashes: bool) -> Text:
         text = Text()
@@ -160,7 +173,7 @@ class LiveRenderer:
 
     def __rich__(self) -> Text:
         """The live tail, redrawn by rich's refresh thread: a flash lasts until it expires."""
-        return self._styled(self._printed, len(self.transcript.pieces), flashes=True)
+        return self._carry + self._styled(self._printed, len(self.transcript.pieces), flashes=True)
 
 
 @contextmanager

@@ -5,6 +5,7 @@ import time
 
 import pyte
 from rich.console import Console
+from rich.text import Text
 
 from backspace_cli.events import Counts, Delete, Done, Timings, Token
 from backspace_cli.render import JsonlRenderer, LiveRenderer, PlainRenderer
@@ -136,3 +137,16 @@ def test_a_deleted_piece_flashes_then_goes():
         time.sleep(LiveRenderer.FLASH_SECONDS + 0.05)
         assert renderer.__rich__().plain == "good"
         renderer(done("good"))
+
+
+def test_live_a_paragraph_taller_than_the_screen_scrolls_cleanly():
+    words = [f"w{n:02d} " for n in range(100)]  # 400 characters, no newline, on a 20x8 screen
+    screen = Screen(20, height=8)
+    with LiveRenderer(screen.console, window=4) as renderer:
+        for event in [*tokens(*words), Delete(99, words[-1]), Token(100, "end")]:
+            renderer(event)
+        renderer(done("".join(words[:-1]) + "end"))
+    expected = Console(width=20).render_lines(Text("".join(words[:-1]) + "end"), pad=False)
+    wrapped = ["".join(segment.text for segment in line).rstrip() for line in expected]
+    assert [line for line in screen.lines() if line] == wrapped[-len([line for line in screen.lines() if line]):]
+    assert len([line for line in screen.lines() if line]) >= 6
