@@ -1,0 +1,96 @@
+"""`backspace convert` and `backspace inspect` through click's runner, and through the installed command."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import convert_models
+from backspace_cli.cli_convert import convert, inspect
+
+
+def test_convert_says_which_mode_it_used_and_writes_the_default_name(tiny_llama_without_delete_path, tmp_path):
+    source = tmp_path / "plain.gguf"
+    shutil.copyfile(tiny_llama_without_delete_path, source)
+    result = CliRunner().invoke(convert, [str(source), "--init", "zero", "--check"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "mode: append"
+    assert "appended '<|delete|>' as token 345" in lines[1]
+    assert lines[2].startswith(f"wrote {tmp_path / 'plain.backspace.gguf'} (")
+    assert lines[3] == "--check: logits bit-identical for all 345 original tokens"
+    assert result.stderr == ""  # no progress bar: stderr is not a terminal
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.backspace.gguf", "plain.gguf"]
+
+    again = CliRunner().invoke(convert, [str(tmp_path / "plain.backspace.gguf")])
+    assert again.exit_code == 0
+    assert again.stdout.startswith("already converted: the model has the delete token '<|delete|>' (id 345)")
+
+
+def test_inspect_table_and_json(tmp_path):
+    source = convert_models.build_reserved(tmp_path / "reserved.gguf")
+    table = CliRunner().invoke(inspect, [str(source)])
+    assert table.exit_code == 0
+    for text in ("architecture", "llama", "vocabulary", "353 tokens", "F32 x", "absent", "reusable tokens",
+                 "<|reserved_special_token_0|>", "none: `backspace convert` adds one"):
+        assert text in table.stdout, text
+
+    before = json.loads(CliRunner().invoke(inspect, [str(source), "--json"]).stdout)
+    assert before["delete_token"] is None
+    assert before["architecture"] == "llama" and before["vocab_size"] == 353
+    assert before["chat_template"] == {"present": False, "name": None}
+    assert [c["text"] for c in before["candidates"]] == [f"<|reserved_special_token_{i}|>" for i in range(5)]
+
+    CliRunner().invoke(convert, [str(source), "--reuse", "<|reserved_special_token_3|>"])
+    after = json.loads(CliRunner().invoke(inspect, [str(tmp_path / "reserved.backspace.gguf"), "--json"]).stdout)
+    token = before["candidates"][3]["id"]
+    assert after["delete_token"] == {"id": token, "text": "<|delete|>", "source": "metadata"}
+    assert after["delete_token_type"] == "CONTROL"
+    assert after["converter_version"].startswith("backspace-convert")
+
+
+def test_inspect_finds_a_delete_token_by_name_and_guesses_the_template(tiny_llama_path):
+    info = json.loads(CliRunner().invoke(inspect, [str(tiny_llama_path), "--json"]).stdout)
+    assert info["delete_token"] == {"id": 3, "text": "<|delete|>", "source": "name"}
+    assert info["chat_template"]["present"] is True and info["parameters"] > 0
+    assert info["tensor_types"] == {"F32": 21}
+
+
+def test_warnings_go_to_stderr(tmp_path, tiny_llama_without_delete_path):
+    result = CliRunner().invoke(convert, [str(tiny_llama_without_delete_path), "--reuse", "▁water",
+                                          "-o", str(tmp_path / "out.gguf")])
+    assert result.exit_code == 0
+    assert result.stderr.startswith("warning: token") and "not a reserved or unused token" in result.stderr
+
+
+def test_the_help_imports_nothing_heavy():
+    code = ("import sys; import backspace_cli.cli_convert; "
+            "print(sorted(m for m in ('gguf', 'numpy', 'llama_cpp') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
+
+
+def installed_commands() -> set[str]:
+    from backspace_cli.cli import main
+
+    return set(main.commands)
+
+
+@pytest.mark.skipif(shutil.which("backspace", path=os.path.dirname(sys.executable)) is None,
+                    reason="the backspace console script is not installed")
+def test_the_backspace_command_converts_and_inspects(tiny_llama_without_delete_path, tmp_path):
+    if not {"convert", "inspect"} <= installed_commands():
+        pytest.xfail("cli.py does not register convert and inspect yet (main.add_command)")
+    command = os.path.join(os.path.dirname(sys.executable), "backspace")
+    output = tmp_path / "out.gguf"
+    run = subprocess.run([command, "convert", str(tiny_llama_without_delete_path), "-o", str(output)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("mode: append")
+    run = subprocess.run([command, "inspect", str(output), "--json"], capture_output=True, text=True)
+    assert json.loads(run.stdout)["delete_token"]["source"] == "metadata"
+    run = subprocess.run([command, "convert", str(tmp_path / "missing.gguf")], capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr == f"Error: no such file: {tmp_path / 'missing.gguf'}\n"
