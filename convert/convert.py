@@ -10,7 +10,7 @@ from .copy import copy_with_delete_token, tensor_bytes
 from .plan import ConvertSpec, Edit, plan_edit
 from .reader import open_gguf
 from .sink import GGUFSink
-from .verify import LogitsCheck, check_logits, check_structure
+from .verify import LogitsCheck, check_logits, check_structure, layout
 from .vocab import field_value
 
 # progress(total_bytes) -> a callback taking the bytes copied since its last call
@@ -69,20 +69,17 @@ def convert_file(
             copy_with_delete_token(reader, sink, edit, on_bytes, timings)
         finally:
             sink.close()
+        source_layout = layout(reader)
+        del reader  # its per-string arrays go before the output's are parsed: peak memory is one reader
         # Both checks run before the rename, so an output that fails them never appears.
         started = time.perf_counter()
-        check_structure(reader, temporary, edit)
+        check_structure(source_layout, temporary, edit)
         timings["verify"] = time.perf_counter() - started
         logits = None
         if check:
             started = time.perf_counter()
-            logits = check_logits(source, temporary, _original_vocab(reader, edit))
+            n_vocab = edit.token_id if edit.mode == "append" else source_layout.n_vocab
+            logits = check_logits(source, temporary, n_vocab)
             timings["check"] = time.perf_counter() - started
     return Result(source, target, edit, logits, timings)
 
-
-def _original_vocab(reader, edit: Edit) -> int:
-    if edit.mode == "append":
-        return edit.token_id
-    tokens = reader.get_field("tokenizer.ggml.tokens")
-    return len(tokens.data) if tokens is not None else 0

@@ -12,7 +12,7 @@ from .reader import ConvertError
 from .vocab import Vocabulary
 
 INITS = ("mean", "zero", "copy:TOKEN")
-CHUNK_BYTES = 16 << 20  # rows are averaged this many bytes at a time, so memory stays small
+CHUNK_BYTES = 4 << 20  # rows are averaged this many bytes at a time, so memory stays small
 EMBEDDING_NAMES = ("embedding", "token_embd", "embed_tokens")  # accepted names in a .safetensors file
 OUTPUT_NAMES = ("output", "lm_head")
 SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": "bf16"}

@@ -14,7 +14,33 @@ CHECK_PROMPT = "The quick brown fox jumps over the lazy dog. Water is made of hy
 SPOT_BYTES = 4096  # bytes compared at the start and end of every tensor
 
 
-def check_structure(source: gguf.GGUFReader, output_path: Path, edit: Edit) -> None:
+@dataclass(frozen=True)
+class Layout:
+    """What the structure check needs of the input, without its parsed metadata arrays: the input's
+    reader can be freed before the output's is built, so the two never hold their per-string arrays
+    (about 120 MB each for a Llama-3 tokenizer) at once."""
+
+    data: np.ndarray  # the input file, memory-mapped
+    alignment: int
+    endianess: gguf.GGUFEndian
+    spans: dict[str, tuple[int, int]]  # key -> its bytes in the file
+    tensors: list[tuple[str, gguf.GGMLQuantizationType, list[int], int, int]]  # name, type, shape, bytes, offset
+    n_vocab: int  # tokens in the input's vocabulary (0 without one)
+
+
+def layout(reader: gguf.GGUFReader) -> Layout:
+    tokens = reader.get_field(gguf.Keys.Tokenizer.LIST)
+    return Layout(
+        reader.data,
+        reader.alignment,
+        reader.endianess,
+        field_spans(reader),
+        [(t.name, t.tensor_type, [int(d) for d in t.shape], t.n_bytes, t.data_offset) for t in reader.tensors],
+        len(tokens.data) if tokens is not None else 0,
+    )
+
+
+def check_structure(source: Layout, output_path: Path, edit: Edit) -> None:
     """Read the output back with GGUFReader and compare it with the input and the edit: every key in its
     place with its type and bytes (or its new value), every tensor with its type, shape and offsets, the
     ends of every tensor's data, and the new rows. Raises ConvertError on the first difference."""
@@ -28,7 +54,7 @@ def check_structure(source: gguf.GGUFReader, output_path: Path, edit: Edit) -> N
 
     if output.alignment != source.alignment or output.endianess != source.endianess:
         fail("alignment or byte order changed")
-    spans_in, spans_out = field_spans(source), field_spans(output)
+    spans_in, spans_out = source.spans, field_spans(output)
     new_keys = [name for name in edit.metadata if name not in spans_in]
     if list(spans_out) != [*spans_in, *new_keys]:
         fail("the metadata keys differ from the input's")
@@ -54,23 +80,22 @@ def check_structure(source: gguf.GGUFReader, output_path: Path, edit: Edit) -> N
         if types is None or types.contents(edit.token_id) != TokenType.CONTROL:
             fail("the delete token is not a CONTROL token")
 
-    if [t.name for t in output.tensors] != [t.name for t in source.tensors]:
+    if [t.name for t in output.tensors] != [name for name, *_ in source.tensors]:
         fail("the tensors differ from the input's")
-    for before, after in zip(source.tensors, output.tensors):
-        row = edit.rows.get(before.name)
-        shape = list(before.shape)
+    for (name, tensor_type, shape, n_bytes, offset), after in zip(source.tensors, output.tensors):
+        row = edit.rows.get(name)
         if row is not None:
-            shape[-1] += 1
-        if after.tensor_type != before.tensor_type or list(after.shape) != shape:
-            fail(f"{before.name} has the wrong type or shape")
-        if after.n_bytes != before.n_bytes + len(row or b"") or after.data_offset % output.alignment:
-            fail(f"{before.name} has the wrong size or alignment")
-        old, new = before.data.reshape(-1).view(np.uint8), after.data.reshape(-1).view(np.uint8)
-        head, tail = min(SPOT_BYTES, old.size), min(SPOT_BYTES, old.size)
-        if not (np.array_equal(old[:head], new[:head]) and np.array_equal(old[old.size - tail :], new[old.size - tail : old.size])):
-            fail(f"the data of {before.name} changed")
-        if row is not None and new[old.size :].tobytes() != row:
-            fail(f"the new row of {before.name} is not the one planned")
+            shape = [*shape[:-1], shape[-1] + 1]
+        if after.tensor_type != tensor_type or list(after.shape) != shape:
+            fail(f"{name} has the wrong type or shape")
+        if after.n_bytes != n_bytes + len(row or b"") or after.data_offset % output.alignment:
+            fail(f"{name} has the wrong size or alignment")
+        old, new = source.data[offset : offset + n_bytes], after.data.reshape(-1).view(np.uint8)
+        spot = min(SPOT_BYTES, n_bytes)
+        if not (np.array_equal(old[:spot], new[:spot]) and np.array_equal(old[n_bytes - spot :], new[n_bytes - spot : n_bytes])):
+            fail(f"the data of {name} changed")
+        if row is not None and new[n_bytes:].tobytes() != row:
+            fail(f"the new row of {name} is not the one planned")
 
 
 @dataclass(frozen=True)

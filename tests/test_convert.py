@@ -323,3 +323,32 @@ def test_output_is_readable_like_any_file(tmp_path, tiny_llama_path):
     mask = os.umask(0)
     os.umask(mask)
     assert result.output.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_the_structure_check_catches_a_changed_output(tiny_llama_without_delete_path, tmp_path):
+    from dataclasses import replace
+
+    from backspace_convert.verify import check_structure, layout
+
+    result = convert_file(tiny_llama_without_delete_path, tmp_path / "out.gguf", ConvertSpec(init="zero"))
+    source = layout(open_gguf(tiny_llama_without_delete_path))
+    check_structure(source, result.output, result.edit)  # the real output passes
+
+    other_row = {**result.edit.rows, "token_embd.weight": b"\1" * len(result.edit.rows["token_embd.weight"])}
+    with pytest.raises(ConvertError, match="the new row of token_embd.weight is not the one planned"):
+        check_structure(source, result.output, replace(result.edit, rows=other_row))
+
+    data = bytearray(result.output.read_bytes())
+    embedding = next(t for t in open_gguf(result.output).tensors if t.name == "token_embd.weight")
+    data[embedding.data_offset] ^= 0xFF
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(data)
+    with pytest.raises(ConvertError, match="the data of token_embd.weight changed"):
+        check_structure(source, broken, result.edit)
+
+    context = open_gguf(result.output).fields["llama.context_length"]
+    data = bytearray(result.output.read_bytes())
+    data[int(context.offset) + len("llama.context_length") + 12] ^= 1  # the UINT32 value's first byte
+    broken.write_bytes(data)
+    with pytest.raises(ConvertError, match="the key llama.context_length changed"):
+        check_structure(source, broken, result.edit)
