@@ -40,3 +40,8 @@ bench: install-test models
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+
+# The converter's benchmark: builds a 2 GB synthetic GGUF once in $(CACHE_DIR)/bench (needs ~7 GB free).
+.PHONY: bench-convert
+bench-convert: install-test models
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) nice $(BIN)/python bench/bench_convert.py --cache $(CACHE_DIR)/bench

@@ -1,0 +1,160 @@
+"""Benchmark of `backspace convert` (not a test): time against cp, peak memory, and where the time goes.
+
+    python bench/bench_convert.py [--smollm2 PATH] [--cache DIR]
+
+Builds, once, a synthetic GGUF of over 2 GB with a Llama-3-sized tokenizer (128,256 tokens and
+280,147 merges, F16 token_embd and output of 128,256 x 4,096) in ~/.cache/backspace/bench, then, for
+it and for SmolLM2-135M-Instruct, prints: the convert time next to `cp` of the same file, the peak RSS
+of the converting process, and the split between parsing the metadata, planning (vocabulary and new
+rows), writing the metadata, copying the tensors and checking the output. Each conversion runs in its
+own process, so that its peak RSS (getrusage ru_maxrss) is its own.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backspace"
+SMOLLM2 = CACHE / "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+N_VOCAB, N_MERGES, N_EMBD = 128_256, 280_147, 4096  # Llama 3's tokenizer and embedding width
+SYNTHETIC = "synthetic-llama3-vocab-2.1GB.gguf"
+
+# Peak RSS is VmHWM, which exec resets; ru_maxrss would inherit the benchmark process's own peak.
+CONVERT = """
+import json, resource, sys, time
+
+def peak_kb():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+from backspace_convert import ConvertSpec, convert_file
+import backspace_convert.convert, gguf, numpy
+baseline = peak_kb()
+started = time.perf_counter()
+result = convert_file(sys.argv[1], sys.argv[2], ConvertSpec(init=sys.argv[3]), force=True)
+seconds = time.perf_counter() - started
+peak = peak_kb()
+print(json.dumps({"seconds": seconds, "peak_kb": peak, "baseline_kb": baseline, "timings": result.timings,
+                  "summary": result.edit.summary}))
+"""
+
+
+def build_synthetic(path: Path) -> None:
+    """A llama-architecture GGUF with Llama 3's vocabulary size and merges, written tensor by tensor."""
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    tokens = [f"tok{i}" if i % 7 else f"Ġword{i}" for i in range(N_VOCAB - 256)]
+    tokens += [f"<|reserved_special_token_{i}|>" for i in range(256)]
+    types = [gguf.TokenType.NORMAL] * (N_VOCAB - 256) + [gguf.TokenType.CONTROL] * 256
+    merges = [f"m{i % 5000} g{i}" for i in range(N_MERGES)]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("llama-bpe")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(N_VOCAB - 256)
+    writer.add_eos_token_id(N_VOCAB - 255)
+    writer.add_context_length(8192)
+    writer.add_embedding_length(N_EMBD)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(2 * N_EMBD)
+    writer.add_head_count(32)
+    writer.add_head_count_kv(8)
+    writer.add_vocab_size(N_VOCAB)
+    shapes = {
+        "token_embd.weight": (N_VOCAB, N_EMBD),
+        "output_norm.weight": (N_EMBD,),
+        "output.weight": (N_VOCAB, N_EMBD),
+        "blk.0.attn_norm.weight": (N_EMBD,),
+        "blk.0.attn_q.weight": (N_EMBD, N_EMBD),
+    }
+    for name, shape in shapes.items():
+        dtype = np.float16 if len(shape) == 2 else np.float32
+        writer.add_tensor_info(name, shape, np.dtype(dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for name, shape in shapes.items():
+        if len(shape) == 1:
+            writer.write_tensor_data(np.ones(shape, dtype=np.float32))
+            continue
+        # One random block of rows, repeated: enough for a copy benchmark, and quick to build.
+        block = (rng.standard_normal((1024, shape[1]), dtype=np.float32) * 0.02).astype(np.float16)
+        writer.write_tensor_data(np.resize(block, shape))
+    writer.close()
+
+
+def time_cp(source: Path, target: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(["cp", str(source), str(target)], check=True)
+    seconds = time.perf_counter() - started
+    target.unlink()
+    return seconds
+
+
+def measure(source: Path, work: Path, init: str) -> dict:
+    output = work / f"{source.stem}.backspace.gguf"
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", CONVERT, str(source), str(output), init], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if run.returncode != 0:
+        sys.exit(f"convert failed: {run.stderr.strip()}")
+    result = json.loads(run.stdout)
+    result["process_seconds"] = wall
+    output.unlink()
+    return result
+
+
+def report(name: str, source: Path, work: Path) -> None:
+    size = source.stat().st_size
+    subprocess.run(["cat", str(source)], stdout=subprocess.DEVNULL, check=True)  # both start from a warm cache
+    cp = min(time_cp(source, work / "cp-copy.gguf") for _ in range(2))
+    print(f"\n{name}: {source.name}, {size / 1e9:.2f} GB")
+    print(f"  cp                                 {cp:6.2f} s")
+    for init in ("mean", "zero"):
+        result = measure(source, work, init)
+        t = result["timings"]
+        print(f"  convert (append, --init {init:4})     {result['seconds']:6.2f} s  = {result['seconds'] / cp:.1f} x cp"
+              f"   (process with imports: {result['process_seconds']:.2f} s)")
+        print(f"    peak RSS {result['peak_kb'] / 1024:.0f} MB (after imports: {result['baseline_kb'] / 1024:.0f} MB)")
+        print(f"    parse metadata {t['parse']:.2f} s | plan (vocabulary, new rows) {t['plan']:.2f} s"
+              f" | write metadata {t['write_metadata']:.2f} s | copy tensors {t['copy_tensors']:.2f} s"
+              f" | check output {t['verify']:.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smollm2", type=Path, default=Path(os.environ.get("BACKSPACE_TEST_MODEL", SMOLLM2)))
+    parser.add_argument("--cache", type=Path, default=CACHE / "bench")
+    args = parser.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    synthetic = args.cache / SYNTHETIC
+    if not synthetic.exists():
+        print(f"building {synthetic} (once)...", flush=True)
+        partial = synthetic.with_suffix(".partial")
+        build_synthetic(partial)
+        partial.rename(synthetic)
+    work = args.cache / "work"
+    work.mkdir(exist_ok=True)
+    free = shutil.disk_usage(work).free
+    if free < 3 * synthetic.stat().st_size:
+        sys.exit(f"need {3 * synthetic.stat().st_size / 1e9:.1f} GB free in {work}, have {free / 1e9:.1f} GB")
+    report("synthetic Llama-3-vocabulary model", synthetic, work)
+    if args.smollm2.is_file():
+        report("SmolLM2-135M-Instruct", args.smollm2, work)
+    else:
+        print(f"\nSmolLM2 not found at {args.smollm2}: run `make models`")
+
+
+if __name__ == "__main__":
+    main()
