@@ -1,0 +1,159 @@
+"""The data commands, `backspace synth` and `backspace eval`: click wiring only; the work is in synth.py and evaluate.py."""
+import functools
+import sys
+
+import click
+
+from . import defaults
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+def friendly_errors(command):
+    """A problem the user can fix becomes one line on stderr and exit status 1, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from .errors import UserError
+        from .model import ModelError
+
+        try:
+            return command(*args, **kwargs)
+        except (UserError, ModelError) as error:
+            raise click.ClickException(str(error)) from None
+        except OSError as error:
+            raise click.ClickException(f"{error.filename or ''}: {error.strerror}".lstrip(": ")) from None
+
+    return wrapper
+
+
+def _count_lines(path: str) -> int | None:
+    if path == "-":
+        return None
+    with open(path, "rb") as file:
+        return sum(1 for _ in file)
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              show_default=True, help="JSONL in chat messages form, the delete token written inline.")
+@click.option("--tokenized", type=click.Path(dir_okay=False), help="Also write input_ids and labels here "
+              "(errors labelled -100), one line per sample.")
+@click.option("--strategy", default="random", show_default=True, metavar="random|model:PATH.gguf",
+              help="random: any vocabulary token; model:PATH: a plausible mistake from that model's top "
+              "alternatives (never the true token).")
+@click.option("--tokenizer", type=click.Path(dir_okay=False), help="GGUF whose tokenizer splits the text "
+              "(default: the strategy's model, else the built-in model).")
+@click.option("--rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Chance of an error before each response token.")
+@click.option("--max-errors", type=click.IntRange(min=0), default=3, show_default=True, help="Errors per sample.")
+@click.option("--error-tokens", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Longest error: k wrong tokens then k deletes, k from 1 to this.")
+@click.option("--top-k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="model strategy: how many top alternatives to sample the mistake from.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--marker", help='Write this text for a delete instead of the delete token, e.g. "[DELETE]".')
+@click.option("-q", "--quiet", is_flag=True, help="No statistics at the end.")
+@friendly_errors
+def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, error_tokens, top_k, seed,
+          marker, quiet):
+    """Make training data with deletes: inject errors into correct samples, each followed by its delete.
+
+    INPUT is JSONL of {"prompt", "response"} or {"messages"}, or plain text lines ("-" for stdin).
+    Plain text lines come out as {"text"}. Errors go into assistant replies only.
+    """
+    from rich.console import Console
+
+    from .synth import SynthOptions, open_synthesizer, run_synth, stats_tables
+
+    if marker == "":
+        raise click.ClickException("--marker must not be empty")
+    options = SynthOptions(rate=rate, max_errors=max_errors, error_tokens=error_tokens, seed=seed,
+                           marker=marker, top_k=top_k)
+    console = Console(stderr=True)
+    total = _count_lines(input_path)
+    synthesizer = open_synthesizer(strategy, tokenizer, options, tokenized=tokenized is not None)
+    with click.open_file(input_path, encoding="utf-8") as source, \
+            click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as out:
+        tokens = open(tokenized, "w", encoding="utf-8") if tokenized else None
+        try:
+            stats = run_synth(source, out, tokens, synthesizer, total=total, console=console)
+        finally:
+            if tokens is not None:
+                tokens.close()
+    if not quiet:
+        for table in stats_tables(stats):
+            console.print(table)
+
+
+@click.command("eval", context_settings=CONTEXT_SETTINGS)
+@click.argument("tasks_path", metavar="TASKS", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-m", "--model", envvar="BACKSPACE_MODEL",
+              help="GGUF model file [env: BACKSPACE_MODEL; default: the built-in model].")
+@click.option("--raw", is_flag=True, help="Give the prompt as raw text, not through the chat template.")
+@click.option("--scoring", type=click.Choice(["exact", "contains"]), default="exact", show_default=True,
+              help="exact: the reply (stripped) is the answer; contains: the answer appears in the reply.")
+@click.option("--greedy", is_flag=True, help="Also run both settings greedily.")
+@click.option("--temp", type=click.FloatRange(min=0), default=defaults.TEMPERATURE, show_default=True,
+              help="Sampling temperature; 0 runs greedy only.")
+@click.option("--top-k", type=click.IntRange(min=0), default=defaults.TOP_K, show_default=True, help="0 is off.")
+@click.option("--top-p", type=click.FloatRange(0, 1), default=defaults.TOP_P, show_default=True, help="1 is off.")
+@click.option("--min-p", type=click.FloatRange(0, 1), default=defaults.MIN_P, show_default=True, help="0 is off.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Task i is sampled with SEED + i in every "
+              "setting.")
+@click.option("-n", "--max-tokens", type=click.IntRange(min=1), default=defaults.MAX_TOKENS, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N tasks.")
+@click.option("--delete-token", help="The delete token, as TEXT or ID (default: from the model).")
+@click.option("-c", "--ctx-size", type=click.IntRange(min=16), default=defaults.CONTEXT_SIZE, show_default=True)
+@click.option("-t", "--threads", type=click.IntRange(min=1), default=None, help="CPU threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
+@friendly_errors
+def evaluate(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p, seed, max_tokens, limit,
+             delete_token, ctx_size, threads, as_json, answers):
+    """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
+    delete token banned (--no-delete), with the same seeds.
+
+    TASKS is JSONL of {"prompt", "answer"}.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .default_model import default_model_path
+    from .errors import UserError
+    from .evaluate import EvalOptions, Evaluator, read_tasks, report_json, report_table, settings_for
+    from .model import load_model
+
+    if model is None:
+        model = default_model_path()
+        if model is None:
+            raise UserError("no model: pass -m PATH.gguf or set BACKSPACE_MODEL")
+    with click.open_file(tasks_path, encoding="utf-8") as lines:
+        tasks = read_tasks(lines)[:limit]
+    options = EvalOptions(raw=raw, scoring=scoring, greedy=greedy, temp=temp, top_k=top_k, top_p=top_p,
+                          min_p=min_p, seed=seed, max_tokens=max_tokens, delete_token=delete_token)
+    loaded = load_model(model, n_ctx=ctx_size, n_threads=threads)
+    evaluator = Evaluator(loaded, options)
+    errors = Console(stderr=True)
+    if evaluator.delete_token is None:
+        errors.print("[yellow]This model has no delete token: both settings generate plainly.[/yellow]")
+    steps = len(tasks) * len(settings_for(options))
+    columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=errors, transient=True, disable=not errors.is_terminal) as bar:
+        task = bar.add_task("eval", total=steps)
+        reports = evaluator.run(tasks, progress=lambda: bar.advance(task))
+    token = evaluator.delete_token.text if evaluator.delete_token else None
+    if answers:
+        with open(answers, "w", encoding="utf-8") as out:
+            for report in reports:
+                for index, outcome in enumerate(report.outcomes):
+                    out.write(json.dumps({"setting": report.name, "task": index, "text": outcome.text,
+                                          "correct": outcome.correct, "deletes": outcome.deletes}) + "\n")
+    if as_json:
+        click.echo(json.dumps(report_json(str(model), tasks, options, reports, token), indent=2))
+    else:
+        sampling = "greedy" if temp == 0 else f"temp {temp}, top-k {top_k}, top-p {top_p}, min-p {min_p}"
+        Console().print(report_table(reports, f"backspace eval: {len(tasks)} tasks, {sampling}, {scoring} match"))

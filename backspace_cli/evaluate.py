@@ -1,0 +1,250 @@
+"""`backspace eval`: accuracy on a task file with deletes enabled against the delete token banned, same seeds."""
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+from . import defaults
+from .engine import DeleteRules, Engine
+from .errors import UserError
+from .model import Model
+from .sampling import make_sampler
+from .session import find_delete_token
+
+SCORINGS = ("exact", "contains")
+Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
+
+
+@dataclass(frozen=True)
+class Task:
+    prompt: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    raw: bool = False  # the prompt as raw text, not through the chat template
+    scoring: str = "exact"  # "exact": the reply, stripped, is the answer; "contains": the answer is in it
+    greedy: bool = False  # also run both settings greedily
+    temp: float = defaults.TEMPERATURE
+    top_k: int = defaults.TOP_K
+    top_p: float = defaults.TOP_P
+    min_p: float = defaults.MIN_P
+    seed: int = 0  # task i is sampled with seed + i, in every setting
+    max_tokens: int = defaults.MAX_TOKENS
+    delete_token: str | None = None  # TEXT or ID; None: the model's own
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    deletes: bool  # False bans the delete token
+    greedy: bool
+
+
+@dataclass
+class Outcome:
+    """One reply."""
+
+    text: str
+    correct: bool
+    deletes: int
+    generated: int  # decode steps, deleted tokens included
+    seconds: float  # generation time
+
+
+@dataclass
+class SettingReport:
+    name: str
+    deletes_enabled: bool
+    greedy: bool
+    answers: int
+    correct: int
+    accuracy: float
+    ci95: tuple[float, float]  # Wilson score interval
+    share_with_delete: float  # answers with at least one delete
+    deletes_per_answer: float
+    accuracy_with_delete: float | None  # None when no answer had a delete
+    answers_with_delete: int
+    accuracy_without_delete: float | None
+    answers_without_delete: int
+    tokens_per_second: float
+    outcomes: list[Outcome] = field(default_factory=list, repr=False)
+
+    def to_json(self, with_outcomes: bool = False) -> dict:
+        data = asdict(self)
+        data["ci95"] = list(self.ci95)
+        if not with_outcomes:
+            del data["outcomes"]
+        return data
+
+
+def read_tasks(lines: Iterable[str]) -> list[Task]:
+    tasks = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"line {number}: not valid JSON ({error.msg})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("prompt"), str) or "answer" not in data:
+            raise UserError(f'line {number}: expected {{"prompt": TEXT, "answer": TEXT}}')
+        tasks.append(Task(data["prompt"], str(data["answer"])))
+    if not tasks:
+        raise UserError("the task file has no tasks")
+    return tasks
+
+
+def score(reply: str, answer: str, scoring: str) -> bool:
+    reply, answer = reply.strip(), answer.strip()
+    return reply == answer if scoring == "exact" else answer in reply
+
+
+def wilson(correct: int, total: int) -> tuple[float, float]:
+    """The Wilson score interval: honest at small counts and at accuracies near 0 or 1."""
+    if total == 0:
+        return (0.0, 0.0)
+    p = correct / total
+    denominator = 1 + Z95**2 / total
+    centre = (p + Z95**2 / (2 * total)) / denominator
+    half = Z95 * math.sqrt(p * (1 - p) / total + Z95**2 / (4 * total**2)) / denominator
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == total else min(1.0, centre + half)
+    return (low, high)
+
+
+def settings_for(options: EvalOptions) -> list[Setting]:
+    sampled = options.temp > 0
+    settings = []
+    if sampled:
+        settings += [Setting("deletes", True, False), Setting("no-delete", False, False)]
+    if options.greedy or not sampled:
+        settings += [Setting("greedy, deletes", True, True), Setting("greedy, no-delete", False, True)]
+    return settings
+
+
+class Evaluator:
+    """Runs every task under every setting on one model, sharing its engine (and prompt cache)."""
+
+    def __init__(self, model: Model, options: EvalOptions) -> None:
+        if options.scoring not in SCORINGS:
+            raise UserError(f"unknown scoring {options.scoring!r}: use {' or '.join(SCORINGS)}")
+        self.model = model
+        self.options = options
+        self.engine = Engine(model)
+        self.delete_token = find_delete_token(model, options.delete_token)
+        self.template = None
+        if not options.raw:
+            from .chat_template import ChatTemplate
+
+            self.template = ChatTemplate(model)
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        if self.template is None:
+            return self.model.tokenize(prompt, add_bos=True)
+        return self.template.tokens([{"role": "user", "content": prompt}])
+
+    def answer(self, prompt: list[int], setting: Setting, seed: int, task: Task) -> Outcome:
+        o = self.options
+        sampler = make_sampler(0.0 if setting.greedy else o.temp, o.top_k, o.top_p, o.min_p, seed)
+        rules = DeleteRules(
+            token_id=self.delete_token.id if self.delete_token else None, enabled=setting.deletes
+        )
+        done = None
+        for event in self.engine.generate(prompt, sampler=sampler, max_tokens=o.max_tokens, rules=rules):
+            done = event
+        return Outcome(
+            text=done.text,
+            correct=score(done.text, task.answer, o.scoring),
+            deletes=done.counts.deletes,
+            generated=done.counts.generated,
+            seconds=done.timings.generation_s,
+        )
+
+    def run(self, tasks: list[Task], progress: Callable[[], None] | None = None) -> list[SettingReport]:
+        settings = settings_for(self.options)
+        outcomes: dict[str, list[Outcome]] = {s.name: [] for s in settings}
+        for index, task in enumerate(tasks):
+            prompt = self.prompt_tokens(task.prompt)
+            if len(prompt) >= self.model.n_ctx:
+                raise UserError(f"task {index + 1}: the prompt is {len(prompt)} tokens; the context holds "
+                                f"{self.model.n_ctx}")
+            for setting in settings:  # the same seed for the same task in every setting
+                outcomes[setting.name].append(self.answer(prompt, setting, self.options.seed + index, task))
+                if progress is not None:
+                    progress()
+        return [summarise(s, outcomes[s.name]) for s in settings]
+
+
+def summarise(setting: Setting, outcomes: list[Outcome]) -> SettingReport:
+    n = len(outcomes)
+    correct = sum(o.correct for o in outcomes)
+    deleted = [o for o in outcomes if o.deletes > 0]
+    kept = [o for o in outcomes if o.deletes == 0]
+    seconds = sum(o.seconds for o in outcomes)
+    return SettingReport(
+        name=setting.name,
+        deletes_enabled=setting.deletes,
+        greedy=setting.greedy,
+        answers=n,
+        correct=correct,
+        accuracy=correct / n if n else 0.0,
+        ci95=wilson(correct, n),
+        share_with_delete=len(deleted) / n if n else 0.0,
+        deletes_per_answer=sum(o.deletes for o in outcomes) / n if n else 0.0,
+        accuracy_with_delete=_accuracy(deleted),
+        answers_with_delete=len(deleted),
+        accuracy_without_delete=_accuracy(kept),
+        answers_without_delete=len(kept),
+        tokens_per_second=sum(o.generated for o in outcomes) / seconds if seconds > 0 else 0.0,
+        outcomes=outcomes,
+    )
+
+
+def _accuracy(outcomes: list[Outcome]) -> float | None:
+    return sum(o.correct for o in outcomes) / len(outcomes) if outcomes else None
+
+
+def evaluate(
+    model: Model, tasks: list[Task], options: EvalOptions, progress: Callable[[], None] | None = None
+) -> list[SettingReport]:
+    return Evaluator(model, options).run(tasks, progress)
+
+
+def report_json(model_path: str, tasks: list[Task], options: EvalOptions, reports: list[SettingReport],
+                delete_token: str | None) -> dict:
+    return {
+        "model": model_path,
+        "tasks": len(tasks),
+        "delete_token": delete_token,
+        "options": asdict(options),
+        "settings": [report.to_json() for report in reports],
+    }
+
+
+def report_table(reports: list[SettingReport], title: str):
+    """The reports as a rich table: one column per setting, so that they compare side by side."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("", no_wrap=True)
+    for r in reports:
+        table.add_column(r.name, justify="right")
+    rows = [
+        ("accuracy", lambda r: f"{r.accuracy:.1%} ({r.correct}/{r.answers})"),
+        ("95% CI", lambda r: f"{r.ci95[0]:.1%} – {r.ci95[1]:.1%}"),
+        ("answers with a delete", lambda r: f"{r.share_with_delete:.1%}"),
+        ("deletes / answer", lambda r: f"{r.deletes_per_answer:.2f}"),
+        ("accuracy, with a delete", lambda r: f"{_percent(r.accuracy_with_delete)} (n={r.answers_with_delete})"),
+        ("accuracy, no delete", lambda r: f"{_percent(r.accuracy_without_delete)} (n={r.answers_without_delete})"),
+        ("tokens/s", lambda r: f"{r.tokens_per_second:,.0f}"),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(r) for r in reports))
+    return table
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"

@@ -1,0 +1,328 @@
+"""`backspace synth`: correct samples in, the same samples with injected errors and their deletes out."""
+import json
+import statistics
+from pathlib import Path
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import numpy as np
+
+from .errors import UserError
+from .model import Model
+from .session import find_delete_token
+from .synth_format import Layout
+from .synth_strategies import MODEL_PREFIX, Strategy, Vocabulary, model_strategy, random_strategy
+
+IGNORE = -100  # the label of a token the loss must skip: the prompt, and every injected error
+PROGRESS_MIN_SAMPLES = 200  # fewer than this finish before a progress bar would help
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    rate: float = 0.05  # chance of an error before each response token (and before its end)
+    max_errors: int = 3  # errors per sample, at most
+    error_tokens: int = 1  # longest error: k wrong tokens then k deletes, k drawn from 1..this
+    seed: int = 0
+    marker: str | None = None  # write this text for a delete instead of the delete token
+    top_k: int = 10  # model strategy: how many of the model's top alternatives to sample from
+
+
+@dataclass
+class Sample:
+    """One input line: chat messages, or a plain text (trained on whole)."""
+
+    line: int
+    messages: list[dict] | None = None
+    text: str | None = None
+    extra: dict = field(default_factory=dict)  # other keys of the input object, passed through
+
+
+@dataclass
+class Synthesized:
+    record: dict  # the output line
+    input_ids: list[int]
+    labels: list[int]  # IGNORE for the prompt and the errors; the delete tokens are learned
+    errors: int
+    error_tokens: int
+    clean_length: int  # tokens of the same sample without errors
+
+
+@dataclass
+class SynthStats:
+    samples: int = 0
+    with_errors: int = 0
+    errors: int = 0
+    error_tokens: int = 0
+    unaligned: int = 0  # responses whose tokens do not spell their text: left without errors
+    clean_lengths: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+    def add(self, result: Synthesized) -> None:
+        self.samples += 1
+        self.with_errors += result.errors > 0
+        self.errors += result.errors
+        self.error_tokens += result.error_tokens
+        self.clean_lengths.append(result.clean_length)
+        self.lengths.append(len(result.input_ids))
+
+    def summary(self) -> dict:
+        return {
+            "samples": self.samples,
+            "samples_with_errors": self.with_errors,
+            "errors": self.errors,
+            "error_tokens": self.error_tokens,
+            "unaligned": self.unaligned,
+            "tokens": _distribution(self.lengths),
+            "clean_tokens": _distribution(self.clean_lengths),
+        }
+
+
+def _distribution(values: list[int]) -> dict:
+    if not values:
+        return {"min": 0, "median": 0, "mean": 0.0, "p90": 0, "max": 0}
+    ordered = sorted(values)
+    return {
+        "min": ordered[0],
+        "median": int(statistics.median_low(ordered)),
+        "mean": round(statistics.fmean(ordered), 1),
+        "p90": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
+        "max": ordered[-1],
+    }
+
+
+def read_samples(lines: Iterable[str]) -> Iterator[Sample]:
+    """JSONL of {"prompt","response"} or {"messages"}; a line that is not a JSON object is plain text."""
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("{"):
+            yield Sample(number, text=line)
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(f"line {number}: not valid JSON ({error.msg})") from None
+        yield _parse_object(number, data)
+
+
+def _parse_object(number: int, data: dict) -> Sample:
+    extra = {key: value for key, value in data.items() if key not in ("prompt", "response", "system", "messages")}
+    if "messages" in data:
+        messages = data["messages"]
+        if not isinstance(messages, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages
+        ):
+            raise UserError(f"line {number}: messages must be a list of {{\"role\", \"content\"}} strings")
+        return Sample(number, messages=[dict(m) for m in messages], extra=extra)
+    if isinstance(data.get("prompt"), str) and isinstance(data.get("response"), str):
+        messages = [{"role": "user", "content": data["prompt"]}, {"role": "assistant", "content": data["response"]}]
+        if isinstance(data.get("system"), str):
+            messages.insert(0, {"role": "system", "content": data["system"]})
+        return Sample(number, messages=messages, extra=extra)
+    raise UserError(f'line {number}: expected {{"prompt", "response"}} or {{"messages"}} (strings)')
+
+
+class Synthesizer:
+    """Injects errors into samples, tokenized with one GGUF's tokenizer."""
+
+    def __init__(self, tokenizer: Model, strategy: str, options: SynthOptions, *, need_delete_id: bool) -> None:
+        self.model = tokenizer
+        self.options = options
+        self.rng = np.random.default_rng(options.seed)
+        delete = find_delete_token(tokenizer, None)
+        self.delete_text = options.marker or (delete.text if delete else "<|delete|>")
+        if options.marker:
+            self.delete_ids = tokenizer.tokenize(options.marker, add_bos=False, special=True)
+        elif delete is not None:
+            self.delete_ids = [delete.id]
+        elif need_delete_id:
+            raise UserError(
+                f"{tokenizer.path.name} has no delete token, so its ids cannot be written: "
+                "convert the model first (backspace convert), or give --marker TEXT"
+            )
+        else:
+            self.delete_ids = []
+        self.vocabulary = Vocabulary(tokenizer, excluded=set(self.delete_ids))
+        self.layout = Layout(tokenizer)
+        self.strategy: Strategy = (
+            model_strategy(self.vocabulary, self.rng, options.top_k)
+            if strategy == "model"
+            else random_strategy(self.vocabulary, self.rng)
+        )
+        self.unaligned = 0
+
+    def __call__(self, sample: Sample) -> Synthesized:
+        if sample.text is not None:
+            parts = self.layout.text(sample.text)
+        else:
+            parts = self.layout.chat(sample.messages, sample.line)
+        input_ids: list[int] = []
+        labels: list[int] = []
+        clean_length = errors = error_tokens = 0
+        contents: list[str] = []
+        budget = self.options.max_errors
+        for kind, value in parts:
+            if kind == "prompt":
+                input_ids += value
+                labels += [IGNORE] * len(value)
+                clean_length += len(value)
+            elif kind == "end":  # the end of an assistant turn is learned: the model must stop
+                input_ids += value
+                labels += value
+                clean_length += len(value)
+            else:
+                text, ids, tids, made, made_tokens = self._inject(value, input_ids, budget)
+                budget -= made
+                errors += made
+                error_tokens += made_tokens
+                contents.append(text)
+                input_ids += ids
+                labels += tids
+                clean_length += len(ids) - made_tokens - made_tokens * len(self.delete_ids)
+        return Synthesized(self._record(sample, contents), input_ids, labels, errors, error_tokens, clean_length)
+
+    def _record(self, sample: Sample, contents: list[str]) -> dict:
+        if sample.text is not None:
+            return {"text": contents[0], **sample.extra}
+        answers = iter(contents)
+        messages = [
+            {**m, "content": next(answers)} if m["role"] == "assistant" else m for m in sample.messages
+        ]
+        return {"messages": messages, **sample.extra}
+
+    def _inject(self, content: str, context: list[int], budget: int):
+        """(text with errors, ids, labels, errors made, wrong tokens made) for one response."""
+        truth = self.model.tokenize(content, add_bos=False, special=False)
+        pieces = [self.model.piece(token) for token in truth]
+        joined, wanted = b"".join(pieces), content.encode("utf-8")
+        lead = len(joined) - len(wanted)  # SentencePiece may invent one leading space
+        if lead not in (0, 1) or joined[lead:] != wanted or joined[:lead] not in (b"", b" "):
+            self.unaligned += 1
+            return content, truth, list(truth), 0, 0
+        ends = np.cumsum([0] + [len(piece) for piece in pieces])
+        positions = [i for i in range(len(truth) + 1) if i == len(truth) or _starts_character(joined, ends[i])]
+        chosen = [i for i in positions if self.rng.random() < self.options.rate]
+        if len(chosen) > budget:
+            chosen = sorted(self.rng.choice(chosen, size=budget, replace=False).tolist()) if budget > 0 else []
+        errors_at = {}
+        for i in chosen:
+            count = int(self.rng.integers(1, self.options.error_tokens + 1))
+            errors_at[i] = self.strategy(context + truth[:i], joined[ends[i] :], count)
+        text = bytearray()
+        ids: list[int] = []
+        labels: list[int] = []
+        delete_bytes = self.delete_text.encode("utf-8")
+        for i in range(len(truth) + 1):
+            wrong = errors_at.get(i, [])
+            for token in wrong:
+                text += self.model.piece(token)
+            text += delete_bytes * len(wrong)
+            ids += wrong + self.delete_ids * len(wrong)
+            labels += [IGNORE] * len(wrong) + self.delete_ids * len(wrong)
+            if i < len(truth):
+                text += pieces[i]
+                ids.append(truth[i])
+                labels.append(truth[i])
+        wrong_tokens = sum(len(w) for w in errors_at.values())
+        return bytes(text[lead:]).decode("utf-8"), ids, labels, len(errors_at), wrong_tokens
+
+
+def _starts_character(data: bytes, offset: int) -> bool:
+    return offset >= len(data) or not 0x80 <= data[offset] < 0xC0
+
+
+def parse_strategy(spec: str) -> tuple[str, str | None]:
+    """"random" or "model:PATH.gguf" -> (kind, path)."""
+    if spec == "random":
+        return "random", None
+    if spec.startswith(MODEL_PREFIX) and len(spec) > len(MODEL_PREFIX):
+        return "model", spec[len(MODEL_PREFIX) :]
+    raise UserError(f"unknown strategy {spec!r}: use random or model:PATH.gguf")
+
+
+def synthesize(
+    samples: Iterable[Sample],
+    synthesizer: Synthesizer,
+    output: TextIO,
+    tokenized: TextIO | None = None,
+    progress=None,
+) -> SynthStats:
+    """Write one output line (and one tokenized line) per sample; `progress` is called after each."""
+    stats = SynthStats()
+    for sample in samples:
+        result = synthesizer(sample)
+        stats.add(result)
+        output.write(json.dumps(result.record, ensure_ascii=False) + "\n")
+        if tokenized is not None:
+            tokenized.write(json.dumps({"input_ids": result.input_ids, "labels": result.labels}) + "\n")
+        if progress is not None:
+            progress()
+    stats.unaligned = synthesizer.unaligned
+    return stats
+
+
+def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions, *, tokenized: bool) -> Synthesizer:
+    """Load the model that tokenizes (and, for model:PATH, proposes the errors) and wrap it."""
+    from .default_model import default_model_path
+    from .model import load_model
+
+    kind, strategy_path = parse_strategy(strategy)
+    if kind == "model":
+        if tokenizer is not None and Path(tokenizer).resolve() != Path(strategy_path).resolve():
+            raise UserError("with model:PATH the errors are that model's tokens: --tokenizer must be the same file")
+        tokenizer = strategy_path
+    if tokenizer is None:
+        default = default_model_path()
+        if default is None:
+            raise UserError("no tokenizer: pass --tokenizer PATH.gguf")
+        tokenizer = str(default)
+    model = load_model(tokenizer, n_ctx=4096 if kind == "model" else 256, n_threads=None)
+    return Synthesizer(model, kind, options, need_delete_id=tokenized)
+
+
+def run_synth(
+    source: TextIO,
+    output: TextIO,
+    tokenized: TextIO | None,
+    synthesizer: Synthesizer,
+    *,
+    total: int | None,
+    console=None,
+) -> SynthStats:
+    """synthesize() with a rich progress bar on the console for long inputs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    samples = read_samples(source)
+    show = console is not None and console.is_terminal and (total or 0) >= PROGRESS_MIN_SAMPLES
+    if not show:
+        return synthesize(samples, synthesizer, output, tokenized)
+    columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("synth", total=total)
+        return synthesize(samples, synthesizer, output, tokenized, progress=lambda: bar.advance(task))
+
+
+def stats_tables(stats: SynthStats) -> list:
+    """The end-of-run statistics as rich tables: the counts, then the tokens per sample."""
+    from rich.table import Table
+
+    summary = stats.summary()
+    counts = Table(title="backspace synth", title_justify="left", show_header=False)
+    counts.add_column()
+    counts.add_column(justify="right")
+    counts.add_row("samples", str(summary["samples"]))
+    counts.add_row("samples with errors", str(summary["samples_with_errors"]))
+    counts.add_row("errors injected", str(summary["errors"]))
+    counts.add_row("wrong tokens injected", str(summary["error_tokens"]))
+    if summary["unaligned"]:
+        counts.add_row("replies left as they were (tokens do not spell them)", str(summary["unaligned"]))
+    lengths = Table(title="tokens per sample", title_justify="left")
+    for column in ("", "min", "median", "mean", "p90", "max"):
+        lengths.add_column(column, justify="right" if column else "left")
+    for key, label in (("clean_tokens", "clean"), ("tokens", "with errors")):
+        d = summary[key]
+        lengths.add_row(label, *(str(d[k]) for k in ("min", "median", "mean", "p90", "max")))
+    return [counts, lengths]

@@ -1,0 +1,113 @@
+"""Where synth's wrong tokens come from: a random vocabulary token, or a model's plausible alternatives."""
+from collections.abc import Callable
+
+import llama_cpp
+import numpy as np
+
+from .model import Model
+from .sequence import Sequence
+
+MODEL_PREFIX = "model:"
+
+
+class Vocabulary:
+    """The tokens of a tokenizer that can stand in a text on their own, and their bytes."""
+
+    def __init__(self, model: Model, excluded: set[int]) -> None:
+        self.model = model
+        pieces = [model.piece(token) for token in range(model.n_vocab)]
+        self.pieces = pieces
+        normal = [
+            token
+            for token in range(model.n_vocab)
+            if llama_cpp.llama_vocab_get_attr(model.vocab, token) & llama_cpp.LLAMA_TOKEN_ATTR_NORMAL
+            and token not in excluded
+            and _whole_text(pieces[token])
+        ]
+        if not normal:
+            raise ValueError("the tokenizer has no ordinary tokens to make errors from")
+        self.usable = np.array(normal, dtype=np.int64)
+        self.is_usable = np.zeros(model.n_vocab, dtype=bool)
+        self.is_usable[self.usable] = True
+
+    def is_error(self, token: int, rest: bytes) -> bool:
+        """A token is a real error only if the true text does not go on with its bytes."""
+        return bool(self.is_usable[token]) and not rest.startswith(self.pieces[token])
+
+
+def _whole_text(piece: bytes) -> bool:
+    if not piece:
+        return False
+    try:
+        piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# A strategy gets the tokens before the error, the bytes of the true text from there on, and how many
+# wrong tokens to make; it returns them.
+Strategy = Callable[[list[int], bytes, int], list[int]]
+
+
+def random_strategy(vocabulary: Vocabulary, rng: np.random.Generator) -> Strategy:
+    """Any ordinary vocabulary token, uniformly, that is not a correct continuation."""
+
+    def wrong_tokens(context: list[int], rest: bytes, count: int) -> list[int]:
+        first = _draw(vocabulary, rng, lambda token: vocabulary.is_error(token, rest))
+        return [first] + [int(rng.choice(vocabulary.usable)) for _ in range(count - 1)]
+
+    return wrong_tokens
+
+
+def _draw(vocabulary: Vocabulary, rng: np.random.Generator, accept: Callable[[int], bool]) -> int:
+    for _ in range(100):
+        token = int(rng.choice(vocabulary.usable))
+        if accept(token):
+            return token
+    for token in rng.permutation(vocabulary.usable):  # a tiny vocabulary: look at every token
+        if accept(int(token)):
+            return int(token)
+    raise ValueError("no vocabulary token differs from the true text here")
+
+
+def model_strategy(vocabulary: Vocabulary, rng: np.random.Generator, top_k: int) -> Strategy:
+    """A plausible mistake: sampled from the model's own top alternatives at that position, never the
+    true token. Further wrong tokens of a multi-token error continue the mistake as the model would."""
+    model = vocabulary.model
+    sequence = Sequence(model, batch_size=512)
+    fallback = random_strategy(vocabulary, rng)
+
+    def logits_after(context: list[int]) -> np.ndarray:
+        keep = _common_prefix(sequence.tokens, context)
+        keep = min(keep, len(context) - 1)  # decode at least one token, for fresh logits
+        sequence.trim(keep)
+        return sequence.feed(context[keep:]).copy()
+
+    def pick(logits: np.ndarray, accept: Callable[[int], bool]) -> int | None:
+        ranked = np.argsort(-logits, kind="stable")
+        candidates = [int(token) for token in ranked[: top_k * 4] if accept(int(token))][:top_k]
+        if not candidates:
+            return None
+        weights = np.exp(logits[candidates] - logits[candidates].max()).astype(np.float64)
+        return candidates[int(rng.choice(len(candidates), p=weights / weights.sum()))]
+
+    def wrong_tokens(context: list[int], rest: bytes, count: int) -> list[int]:
+        first = pick(logits_after(context), lambda token: vocabulary.is_error(token, rest))
+        if first is None:  # the model sees no plausible alternative: fall back to chance
+            return fallback(context, rest, count)
+        wrong = [first]
+        while len(wrong) < count:
+            following = pick(logits_after(context + wrong), lambda token: bool(vocabulary.is_usable[token]))
+            wrong.append(following if following is not None else int(rng.choice(vocabulary.usable)))
+        return wrong
+
+    return wrong_tokens
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
