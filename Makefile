@@ -41,6 +41,15 @@ bench: install-test models
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
 
+# The built-in model, trained from scratch (about 25 minutes on 2 cores; see training/train.py).
+.PHONY: demo-model
+$(VENV)/.installed-train: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[train]'
+	touch $@
+
+demo-model: $(VENV)/.installed-train
+	nice -n 10 $(BIN)/python training/train.py --out backspace_cli/models/backspace-tiny.gguf
+
 # The converter's benchmark: builds a 2 GB synthetic GGUF once in $(CACHE_DIR)/bench (needs ~7 GB free).
 .PHONY: bench-convert
 bench-convert: install-test models

@@ -1,0 +1,218 @@
+"""Train the built-in model from scratch: addition with injected errors, so that it learns to delete its slips.
+
+    python training/train.py [--out backspace_cli/models/backspace-tiny.gguf]
+
+Two stages, both fed by `backspace synth` with the errors masked out of the loss:
+1. random errors (any character where a digit should be), which teaches what the delete token is for;
+2. the stage-1 model's own plausible mistakes (`model:stage1.gguf`), the near-miss digits it really
+   makes when sampling, mixed with fresh random ones.
+Everything is seeded: the same command on the same torch build gives the same file.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Sleep, not spin, while waiting for the other thread: on a shared 2-core machine spinning OpenMP
+# threads slow training down several times over.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # backspace_cli, when run from a checkout without an install
+
+import arithmetic  # noqa: E402
+import export_gguf  # noqa: E402
+import vocab  # noqa: E402
+from tiny_llama import Config, TinyLlama  # noqa: E402
+
+from backspace_cli.synth import IGNORE, SynthOptions, open_synthesizer, synthesize, read_samples  # noqa: E402
+
+
+@dataclass
+class Recipe:
+    seed: int = 0
+    n_embd: int = 128  # model width
+    n_layer: int = 4  # blocks
+    n_head: int = 4  # attention heads
+    n_ff: int = 384  # feed-forward width
+    context: int = 128  # longest sequence
+    stage1_steps: int = 3000  # steps on random errors
+    stage2_steps: int = 2000  # steps on the stage-1 model's own mistakes (and random ones)
+    batch: int = 64  # sequences per step
+    lr: float = 3e-3  # peak learning rate
+    warmup: int = 200  # steps of linear warm-up, then cosine decay to lr / 10
+    weight_decay: float = 0.1
+    error_rate: float = 0.15  # synth --rate: chance of an error before each answer token
+    max_errors: int = 2  # synth --max-errors
+    error_tokens: int = 2  # synth --error-tokens: errors of up to this many tokens
+    no_bos_share: float = 0.1  # share of sequences trained without BOS, for callers that leave it out
+    threads: int = 2
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def synth_data(tasks: list[dict], strategy: str, tokenizer: Path, recipe: Recipe, seed: int, build: Path, name: str):
+    """Run backspace synth over `tasks`; return the tokenized samples (input_ids, labels)."""
+    source = build / f"{name}.tasks.jsonl"
+    source.write_text("".join(json.dumps(task) + "\n" for task in tasks))
+    options = SynthOptions(
+        rate=recipe.error_rate, max_errors=recipe.max_errors, error_tokens=recipe.error_tokens, seed=seed
+    )
+    synthesizer = open_synthesizer(strategy, str(tokenizer), options, tokenized=True)
+    with source.open() as lines, (build / f"{name}.jsonl").open("w") as out, (
+        build / f"{name}.tokens.jsonl"
+    ).open("w") as tokens:
+        stats = synthesize(read_samples(lines), synthesizer, out, tokens)
+    summary = stats.summary()
+    log(f"synth {name} ({strategy.split(':')[0]}): {summary['samples']} samples, "
+        f"{summary['samples_with_errors']} with errors, {summary['errors']} errors")
+    with (build / f"{name}.tokens.jsonl").open() as tokens:
+        return [json.loads(line) for line in tokens]
+
+
+def batches(samples: list[dict], recipe: Recipe, rng: np.random.Generator):
+    """Endless shuffled batches, padded to their longest sequence; labels IGNORE on padding."""
+    pad = vocab.token_id(vocab.EOS)
+    bos = vocab.token_id(vocab.BOS)
+    while True:
+        order = rng.permutation(len(samples))
+        for start in range(0, len(order) - recipe.batch + 1, recipe.batch):
+            rows = []
+            for index in order[start : start + recipe.batch]:
+                ids, labels = samples[index]["input_ids"], samples[index]["labels"]
+                if ids[0] == bos and rng.random() < recipe.no_bos_share:
+                    ids, labels = ids[1:], labels[1:]
+                rows.append((ids, labels))
+            width = max(len(ids) for ids, _ in rows)
+            x = torch.full((len(rows), width), pad, dtype=torch.long)
+            y = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+            for row, (ids, labels) in enumerate(rows):
+                x[row, : len(ids)] = torch.tensor(ids)
+                y[row, : len(labels)] = torch.tensor(labels)
+            yield x, y
+
+
+def loss_of(model: TinyLlama, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # Position t predicts the label at t + 1; IGNORE labels (prompt, errors, padding) add nothing.
+    logits = model(x)[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:, 1:].reshape(-1), ignore_index=IGNORE)
+
+
+def train(model, samples, steps, recipe, rng, step0, total_steps, optimizer, probe) -> None:
+    stream = batches(samples, recipe, rng)
+    started = time.time()
+    for step in range(step0, step0 + steps):
+        lr = learning_rate(step, total_steps, recipe)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = next(stream)
+        loss = loss_of(model, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (step + 1) % 250 == 0 or step + 1 == step0 + steps:
+            rate = (step + 1 - step0) / (time.time() - started)
+            log(f"step {step + 1}/{total_steps} loss {loss.item():.4f} lr {lr:.2e} ({rate:.1f} steps/s) {probe()}")
+
+
+def learning_rate(step: int, total: int, recipe: Recipe) -> float:
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    progress = (step - recipe.warmup) / max(1, total - recipe.warmup)
+    return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_probe(model: TinyLlama, samples: list[dict]):
+    """Teacher-forced checks on held-out samples: answers right, errors deleted, no false deletes."""
+    delete = vocab.token_id(vocab.DELETE)
+    x = [s["input_ids"] for s in samples]
+    y = [s["labels"] for s in samples]
+
+    @torch.no_grad()
+    def probe() -> str:
+        model.eval()
+        exact = caught = errors = false = clean = 0
+        for start in range(0, len(x), 256):
+            width = max(len(ids) for ids in x[start : start + 256])
+            ids = torch.full((len(x[start : start + 256]), width), 0, dtype=torch.long)
+            labels = torch.full_like(ids, IGNORE)
+            for row, (i, l) in enumerate(zip(x[start : start + 256], y[start : start + 256])):
+                ids[row, : len(i)], labels[row, : len(l)] = torch.tensor(i), torch.tensor(l)
+            guess = model(ids)[:, :-1].argmax(-1)
+            target = labels[:, 1:]
+            learned = target != IGNORE
+            exact += ((guess == target) | ~learned).all(-1).sum().item()
+            is_delete = learned & (target == delete)
+            caught += (is_delete & (guess == delete)).sum().item()
+            errors += is_delete.sum().item()
+            clean_positions = learned & (target != delete)
+            false += (clean_positions & (guess == delete)).sum().item()
+            clean += clean_positions.sum().item()
+        model.train()
+        return (f"| held-out: all tokens right {exact / len(x):.3f}, errors caught {caught / max(1, errors):.3f}, "
+                f"false deletes {false / max(1, clean):.4f}")
+
+    return probe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train and export the built-in delete-aware model.")
+    parser.add_argument("--out", type=Path, default=HERE.parent / "backspace_cli/models/backspace-tiny.gguf")
+    parser.add_argument("--build", type=Path, default=HERE / "build", help="working files")
+    parser.add_argument("--quick", action="store_true", help="a few steps only: a smoke test of the pipeline")
+    args = parser.parse_args()
+    recipe = Recipe()
+    if args.quick:
+        recipe.stage1_steps, recipe.stage2_steps = 20, 20
+    sizes = (recipe.stage1_steps * recipe.batch, recipe.stage2_steps * recipe.batch, 1000)
+    if args.quick:
+        sizes = (2000, 1000, 200)
+    build = args.build
+    build.mkdir(parents=True, exist_ok=True)
+    log(f"recipe: {json.dumps(asdict(recipe))}")
+
+    torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    random.seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    config = Config(n_vocab=vocab.N_VOCAB, n_embd=recipe.n_embd, n_layer=recipe.n_layer, n_head=recipe.n_head,
+                    n_head_kv=recipe.n_head, n_ff=recipe.n_ff, context=recipe.context)
+    model = TinyLlama(config)
+    log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
+    tokenizer = export_gguf.export_model(model, build / "init.gguf")  # the vocabulary, for synth
+
+    stage1 = synth_data(arithmetic.tasks(sizes[0], recipe.seed + 1, False), "random", tokenizer, recipe,
+                        recipe.seed + 1, build, "stage1")
+    held_out = synth_data(arithmetic.tasks(sizes[2], recipe.seed + 2, True), "random", tokenizer, recipe,
+                          recipe.seed + 2, build, "heldout")
+    probe = make_probe(model, held_out)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98),
+                                  weight_decay=recipe.weight_decay)
+    total = recipe.stage1_steps + recipe.stage2_steps
+    train(model, stage1, recipe.stage1_steps, recipe, rng, 0, total, optimizer, probe)
+
+    stage1_model = export_gguf.export_model(model, build / "stage1.gguf")
+    own = synth_data(arithmetic.tasks(sizes[1], recipe.seed + 3, False), f"model:{stage1_model}", stage1_model,
+                     recipe, recipe.seed + 3, build, "stage2")
+    mixed = own + stage1[: len(own) // 2]
+    train(model, mixed, recipe.stage2_steps, recipe, rng, recipe.stage1_steps, total, optimizer, probe)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    export_gguf.export_model(model, args.out)
+    log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
