@@ -4,6 +4,7 @@ import functools
 import click
 
 from . import __version__
+from .cli_convert import convert, inspect
 from .cli_options import engine_options, settings_from
 from .errors import UserError
 
@@ -93,3 +94,7 @@ def info():
 
     for key, value in system_info().items():
         click.echo(f"{key}: {value}")
+
+
+main.add_command(convert)
+main.add_command(inspect)

@@ -20,8 +20,12 @@ REWIND_WINDOW = 32
 MAX_DELETES = 64  # deletes in one reply; reaching it ends the reply (finish reason "delete_budget")
 MAX_DELETES_PER_POSITION = 4  # then the token at that position is kept: the delete is banned after it
 
-# Token texts recognised as the delete token when the GGUF has no backspace.delete_token_id.
+# Token texts recognised as the delete token when the GGUF has no backspace.delete_token_id;
+# the first is the text `backspace convert` gives the token it adds.
 DELETE_TOKEN_NAMES = ("<|delete|>", "<|backspace|>", "<backspace>", "[DELETE]")
+DELETE_TOKEN_TEXT = DELETE_TOKEN_NAMES[0]
+CONVERT_INIT = "mean"  # how `backspace convert` starts an appended token's rows without --rows
+CONVERT_SUFFIX = ".backspace.gguf"  # IN.gguf -> IN.backspace.gguf
 
 
 def threads() -> int:

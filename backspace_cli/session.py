@@ -2,6 +2,8 @@
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from backspace_convert.keys import DELETE_TOKEN_ID
+
 from . import defaults
 from .engine import DeleteRules, Engine
 from .errors import UserError
@@ -9,9 +11,6 @@ from .events import Event
 from .model import Model, load_model
 from .sampling import make_logits_processors, make_sampler
 from .settings import Settings
-
-METADATA_DELETE_ID = "backspace.delete_token_id"
-
 
 @dataclass(frozen=True)
 class DeleteToken:
@@ -27,11 +26,11 @@ def find_delete_token(model: Model, spec: str | None) -> DeleteToken | None:
         if token is None:
             raise UserError(f"unknown delete token {spec!r}: it is neither a token id nor one token's text")
         return DeleteToken(token, model.token_text(token), "option")
-    recorded = model.metadata.get(METADATA_DELETE_ID)
+    recorded = model.metadata.get(DELETE_TOKEN_ID)
     if recorded is not None:
         token = int(recorded)
         if not 0 <= token < model.n_vocab:
-            raise UserError(f"{METADATA_DELETE_ID} is {token}, outside the vocabulary of {model.n_vocab}")
+            raise UserError(f"{DELETE_TOKEN_ID} is {token}, outside the vocabulary of {model.n_vocab}")
         return DeleteToken(token, model.token_text(token), "metadata")
     for name in defaults.DELETE_TOKEN_NAMES:
         token = model.find_token(name)

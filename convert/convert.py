@@ -4,7 +4,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import keys
+from backspace_cli import defaults
+
 from .atomic import atomic_output, check_target
 from .copy import copy_with_delete_token, tensor_bytes
 from .plan import ConvertSpec, Edit, plan_edit
@@ -33,7 +34,7 @@ class Result:
 def default_output(source: Path) -> Path:
     """IN.gguf -> IN.backspace.gguf, next to the input."""
     stem = source.name[: -len(".gguf")] if source.name.endswith(".gguf") else source.name
-    return source.with_name(stem + keys.OUTPUT_SUFFIX)
+    return source.with_name(stem + defaults.CONVERT_SUFFIX)
 
 
 def convert_file(

@@ -1,5 +1,5 @@
-"""The backspace.* metadata keys that mark a GGUF file as a backspace model, and this converter's defaults."""
-from backspace_cli import __version__, defaults
+"""The backspace.* metadata keys that mark a GGUF file as a backspace model, and the converter's modes."""
+from backspace_cli import __version__
 
 DELETE_TOKEN_ID = "backspace.delete_token_id"  # UINT32: the id of the delete token
 DELETE_TOKEN = "backspace.delete_token"  # STRING: its text
@@ -9,6 +9,3 @@ ALL = (DELETE_TOKEN_ID, DELETE_TOKEN, DELETE_MARKER, CONVERTER_VERSION)
 
 MODES = ("auto", "mark", "reuse", "append", "marker")  # auto picks mark, reuse or append
 VERSION = f"backspace-convert {__version__}"
-DEFAULT_TOKEN = defaults.DELETE_TOKEN_NAMES[0]  # "<|delete|>"
-DEFAULT_INIT = "mean"  # how append mode initialises new rows without --rows
-OUTPUT_SUFFIX = ".backspace.gguf"  # IN.gguf -> IN.backspace.gguf

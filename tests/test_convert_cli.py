@@ -5,7 +5,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 from click.testing import CliRunner
 
 import convert_models
@@ -73,17 +72,7 @@ def test_the_help_imports_nothing_heavy():
     assert run.stdout.strip() == "[]"
 
 
-def installed_commands() -> set[str]:
-    from backspace_cli.cli import main
-
-    return set(main.commands)
-
-
-@pytest.mark.skipif(shutil.which("backspace", path=os.path.dirname(sys.executable)) is None,
-                    reason="the backspace console script is not installed")
 def test_the_backspace_command_converts_and_inspects(tiny_llama_without_delete_path, tmp_path):
-    if not {"convert", "inspect"} <= installed_commands():
-        pytest.xfail("cli.py does not register convert and inspect yet (main.add_command)")
     command = os.path.join(os.path.dirname(sys.executable), "backspace")
     output = tmp_path / "out.gguf"
     run = subprocess.run([command, "convert", str(tiny_llama_without_delete_path), "-o", str(output)],

@@ -6,7 +6,7 @@ import pytest
 
 import tiny_models
 from backspace_cli.engine import DeleteRules, Engine, PromptTooLong, consume
-from backspace_cli.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, STOP, Delete, Done, Token
+from backspace_cli.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, STOP, Delete, Token
 from backspace_cli.model import load_model
 from backspace_cli.sampling import greedy, make_logit_bias
 
