@@ -33,10 +33,11 @@ class PromptTooLong(UserError):
 
 @dataclass(frozen=True)
 class DeleteRules:
-    """How the delete token behaves in one reply."""
+    """How deletes work in one reply."""
 
-    token_id: int | None  # None: the model has no delete token, and generation is plain
-    enabled: bool = True  # False bans the delete token everywhere (--no-delete, the A/B baseline)
+    token_id: int | None  # the delete token; None: the model has none
+    marker: str | None = None  # or a plain-text marker, such as "[DELETE]", that means delete
+    enabled: bool = True  # False bans the delete token, or ignores the marker (--no-delete, the A/B baseline)
     window: int = defaults.REWIND_WINDOW  # how many of the newest tokens can be deleted
     max_deletes: int = defaults.MAX_DELETES  # deletes per reply; one more ends the reply
     max_per_position: int = defaults.MAX_DELETES_PER_POSITION  # then that position's token stays
@@ -48,6 +49,40 @@ class _Position:
 
     bans: set[int] = field(default_factory=set)  # tokens that may not be sampled here
     deletes: int = 0  # tokens deleted at this position so far
+    delete_starts: set[int] = field(default_factory=set)  # tokens that began a delete right after it
+
+
+class _Reply:
+    """The reply so far: its tokens, what is known at each position, and its text."""
+
+    def __init__(self, window: int) -> None:
+        self.tokens: list[int] = []
+        self.positions = [_Position()]  # one more than tokens: the position being sampled
+        self.text = TokenText()
+        self.window = window
+        self.final = 0  # tokens[:final] are older than the window and can no longer be deleted
+
+    def append(self, token: int, piece: bytes) -> Token:
+        self.tokens.append(token)
+        self.positions.append(_Position())
+        self.final = max(self.final, len(self.tokens) - self.window)
+        return Token(token, self.text.push(piece))
+
+    def pop(self) -> Delete:
+        self.positions.pop()  # the next position's bans were made under a prefix that is now gone
+        return Delete(self.tokens.pop(), self.text.pop())
+
+    def deletable(self) -> int:
+        return len(self.tokens) - self.final
+
+    def bans(self, rules: DeleteRules) -> set[int]:
+        index = len(self.tokens)
+        banned = set(self.positions[index].bans)
+        if rules.token_id is not None and not rules.enabled:
+            banned.add(rules.token_id)
+        if index > 0 and self.positions[index - 1].deletes >= rules.max_per_position:
+            banned |= self.positions[index - 1].delete_starts  # that token stays
+        return banned
 
 
 class LogitsWindow:
@@ -100,14 +135,11 @@ class Engine:
 
     def _generate(self, prompt, sampler, processors, max_tokens, rules) -> Iterator[Event]:
         model, sequence = self.model, self.sequence
-        n_ctx = model.n_ctx
-        delete_id = rules.token_id
+        marker = rules.marker if rules.enabled else None
         started = time.perf_counter()
         first_token_at = prompt_done = None
-        reused = 0
-        generated: list[int] = []
-        text = TokenText()
-        appended = deletes = refused = 0
+        reused = appended = deletes = refused = 0
+        reply = _Reply(rules.window)
         finish = STOP
         try:
             # Reuse the cached prefix; at least the last prompt token is decoded, for its logits.
@@ -117,60 +149,60 @@ class Engine:
             prompt_done = time.perf_counter()
             window = self._window(rules.window)
             window.save(0, logits)
-            positions = [_Position()]
-            final = 0  # generated[:final] is older than the window and can no longer be deleted
             while True:
-                index = len(generated)
+                index = len(reply.tokens)
                 if index >= max_tokens:
                     finish = LENGTH
                     break
-                if len(prompt) + index >= n_ctx:
+                if len(prompt) + index >= model.n_ctx:
                     finish = CONTEXT
                     break
                 for process in processors:
                     logits = process(sequence.tokens, logits)
-                position = positions[index]
-                banned = set(position.bans)
-                if delete_id is not None and (
-                    not rules.enabled
-                    or (index > 0 and positions[index - 1].deletes >= rules.max_per_position)
-                ):
-                    banned.add(delete_id)
+                banned = reply.bans(rules)
                 if banned:
                     logits[list(banned)] = -math.inf
                 token = sampler(logits)
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
 
-                if token == delete_id:
-                    if index == final:  # nothing to delete: the reply is empty, or the rest is final
+                if token == rules.token_id:
+                    if not reply.deletable():  # nothing to delete: the reply is empty, or the rest is final
                         refused += 1
-                        position.bans.add(delete_id)
-                        logits = window.load(index, self._scratch)
-                        continue
-                    if deletes >= rules.max_deletes:
+                        reply.positions[index].bans.add(token)
+                    elif deletes >= rules.max_deletes:
                         finish = DELETE_BUDGET
                         break
-                    deletes += 1
-                    popped = generated.pop()
-                    positions.pop()  # its bans were made under the prefix that is now gone
-                    sequence.trim(len(prompt) + index - 1)
-                    positions[index - 1].bans.add(popped)
-                    positions[index - 1].deletes += 1
-                    yield Delete(popped, text.pop())
-                    logits = window.load(index - 1, self._scratch)
+                    else:
+                        deletes += 1
+                        yield from self._take_back(reply, len(prompt), start=token, marker_tokens=0)
+                    logits = window.load(len(reply.tokens), self._scratch)
                     continue
 
                 if model.is_end_of_generation(token):
                     finish = STOP
                     break
-                generated.append(token)
                 appended += 1
-                positions.append(_Position())
-                final = max(final, len(generated) - rules.window)
-                yield Token(token, text.push(model.piece(token)))
+                yield reply.append(token, model.piece(token))
+                marker_tokens = reply.text.suffix_pieces(marker) if marker else 0
+                if marker_tokens:  # the model wrote the marker: a delete, spelled in ordinary tokens
+                    start = reply.tokens[-marker_tokens]
+                    if reply.deletable() <= marker_tokens or deletes >= rules.max_deletes:
+                        for _ in range(marker_tokens):  # the marker itself never stays in the text
+                            yield reply.pop()
+                        sequence.trim(len(prompt) + len(reply.tokens))
+                        if deletes >= rules.max_deletes:
+                            finish = DELETE_BUDGET
+                            break
+                        refused += 1
+                        reply.positions[-1].bans.add(start)
+                    else:
+                        deletes += 1
+                        yield from self._take_back(reply, len(prompt), start=start, marker_tokens=marker_tokens)
+                    logits = window.load(len(reply.tokens), self._scratch)
+                    continue
                 logits = sequence.feed([token])
-                window.save(len(generated), logits)
+                window.save(len(reply.tokens), logits)
         except KeyboardInterrupt:
             finish = INTERRUPTED
             sequence.resync()
@@ -179,19 +211,32 @@ class Engine:
         first = first_token_at or ended
         yield Done(
             finish_reason=finish,
-            text=text.text,
+            text=reply.text.text,
             counts=Counts(
                 prompt_tokens=len(prompt),
                 evaluated_prompt_tokens=len(prompt) - reused,
-                tokens=len(generated),
+                tokens=len(reply.tokens),
                 generated=appended,
                 deletes=deletes,
                 refused_deletes=refused,
             ),
             timings=Timings(prompt_s=prompt_s, generation_s=ended - first, first_token_s=first - started),
-            n_ctx=n_ctx,
+            n_ctx=model.n_ctx,
             context_used=len(sequence.tokens),
         )
+
+    def _take_back(self, reply: _Reply, n_prompt: int, start: int, marker_tokens: int) -> Iterator[Delete]:
+        """Delete the last token (after taking back a marker's tokens, if any), from the reply and the
+        cache; ban it at its position, where the caller restores the saved distribution."""
+        for _ in range(marker_tokens):
+            yield reply.pop()
+        deleted = reply.pop()
+        yield deleted
+        self.sequence.trim(n_prompt + len(reply.tokens))
+        position = reply.positions[-1]
+        position.bans.add(deleted.id)
+        position.deletes += 1
+        position.delete_starts.add(start)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

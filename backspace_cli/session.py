@@ -2,7 +2,7 @@
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from backspace_convert.keys import DELETE_TOKEN_ID
+from backspace_convert.keys import DELETE_MARKER, DELETE_TOKEN_ID
 
 from . import defaults
 from .engine import DeleteRules, Engine
@@ -14,13 +14,14 @@ from .settings import Settings
 
 @dataclass(frozen=True)
 class DeleteToken:
-    id: int
+    id: int | None  # None for a marker
     text: str
-    source: str  # "option", "metadata" or "name": how it was found
+    source: str  # "option", "metadata", "marker" or "name": how it was found
 
 
 def find_delete_token(model: Model, spec: str | None) -> DeleteToken | None:
-    """--delete-token first, then the converter's metadata key, then the well-known token texts."""
+    """--delete-token first, then the converter's metadata keys (a token, else a plain-text marker),
+    then the well-known token texts."""
     if spec is not None:
         token = model.parse_token(spec)
         if token is None:
@@ -32,6 +33,9 @@ def find_delete_token(model: Model, spec: str | None) -> DeleteToken | None:
         if not 0 <= token < model.n_vocab:
             raise UserError(f"{DELETE_TOKEN_ID} is {token}, outside the vocabulary of {model.n_vocab}")
         return DeleteToken(token, model.token_text(token), "metadata")
+    marker = model.metadata.get(DELETE_MARKER)
+    if marker:
+        return DeleteToken(None, marker, "marker")
     for name in defaults.DELETE_TOKEN_NAMES:
         token = model.find_token(name)
         if token is not None:
@@ -72,8 +76,10 @@ class Session:
 
     @property
     def rules(self) -> DeleteRules:
+        delete = self.delete_token
         return DeleteRules(
-            token_id=self.delete_token.id if self.delete_token else None,
+            token_id=delete.id if delete else None,
+            marker=delete.text if delete and delete.source == "marker" else None,
             enabled=not self.settings.no_delete,
             max_deletes=self.settings.max_deletes,
         )

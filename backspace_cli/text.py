@@ -24,6 +24,15 @@ class TokenText:
     def __len__(self) -> int:
         return len(self._texts)
 
+    def suffix_pieces(self, suffix: str) -> int:
+        """How many of the last pushes hold `suffix` at the end of the text; 0 if it does not end so."""
+        joined = ""
+        for count, piece in enumerate(reversed(self._texts), 1):
+            joined = piece + joined
+            if len(joined) >= len(suffix):
+                return count if joined.endswith(suffix) else 0
+        return 0
+
     @property
     def text(self) -> str:
         return "".join(self._texts)

@@ -249,3 +249,57 @@ def test_a_recurrent_model_cannot_trim_its_cache_so_the_engine_rebuilds_it(tiny_
     assert (mamba_done.text, llama_done.text) == ("b", "b")
     assert mamba_engine.sequence.rebuilds == 1  # llama_memory_seq_rm said False
     assert llama_engine.sequence.rebuilds == 0  # an attention cache trims in place
+
+
+MARKER = "XYZ"  # three single-character tokens in the tiny vocabulary
+
+
+def marker_rules(**options):
+    return DeleteRules(token_id=None, marker=MARKER, **options)
+
+
+def test_a_marker_at_the_end_of_the_text_deletes_itself_and_the_token_before_it(tiny_llama):
+    a, b, c, x, y, z = ids(tiny_llama, "abcXYZ")
+    events, done, script, engine = run(tiny_llama, [a, b, x, y, z, c], rules=marker_rules())
+    assert events == [
+        Token(a, "a"), Token(b, "b"), Token(x, "X"), Token(y, "Y"), Token(z, "Z"),
+        Delete(z, "Z"), Delete(y, "Y"), Delete(x, "X"), Delete(b, "b"), Token(c, "c"),
+    ]
+    assert done.text == "ac" and done.counts.deletes == 1
+    prompt = tiny_llama.tokenize("the water", add_bos=True)
+    assert engine.sequence.tokens == prompt + [a, c]
+    retry = script.offered[5]  # at b's position again: b is banned, the distribution restored
+    assert retry[b] == -math.inf
+    assert np.array_equal(np.delete(retry, b), np.delete(script.offered[1], b))
+
+
+def test_a_marker_with_nothing_before_it_is_removed_and_refused(tiny_llama):
+    a, x, y, z = ids(tiny_llama, "aXYZ")
+    events, done, script, engine = run(tiny_llama, [x, y, z, a], rules=marker_rules())
+    assert done.text == "a" and done.counts.refused_deletes == 1 and done.counts.deletes == 0
+    assert script.offered[3][x] == -math.inf  # the marker's first token is banned at that position
+    assert engine.sequence.tokens == tiny_llama.tokenize("the water", add_bos=True) + [a]
+
+
+def test_marker_deletes_are_bounded_per_position(tiny_llama):
+    a, b, c, x, y, z = ids(tiny_llama, "abcXYZ")
+    _, _, script, _ = run(tiny_llama, [a, x, y, z, b, x, y, z, c], rules=marker_rules(max_per_position=2))
+    assert script.offered[-1][x] == -math.inf  # two deletes at the first position: "c" stays
+
+
+def test_no_delete_leaves_a_marker_as_text(tiny_llama):
+    a, x, y, z = ids(tiny_llama, "aXYZ")
+    _, done, _, _ = run(tiny_llama, [a, x, y, z], rules=marker_rules(enabled=False))
+    assert done.text == "aXYZ" and done.counts.deletes == 0
+
+
+def test_the_session_reads_a_marker_from_the_converters_metadata(tiny_llama_without_delete_path, tmp_path):
+    from backspace_convert import ConvertSpec, convert_file
+    from backspace_cli.session import Session
+    from backspace_cli.settings import Settings
+
+    converted = tmp_path / "marker.gguf"
+    convert_file(tiny_llama_without_delete_path, converted, ConvertSpec(mode="marker", marker=MARKER),
+                 force=False, check=False, progress=None)
+    session = Session(Settings(model=str(converted), ctx_size=256))
+    assert (session.delete_token.source, session.rules.marker, session.rules.token_id) == ("marker", MARKER, None)
