@@ -98,23 +98,24 @@ class LiveRenderer:
     """The live edit stream: text appears, a deleted piece flashes struck-through red, then goes.
 
     With trace, deleted pieces stay, dim and struck through. Whole lines older than the rewind
-    window are printed for good; only the tail is redrawn, by rich's refresh thread, so drawing
-    never holds up generation.
+    window are printed for good; only the tail is redrawn. Drawing happens between tokens, at most
+    REFRESH_PER_SECOND times a second: a drawing thread would compete with llama.cpp's threads for
+    the cores, since ctypes lets Python run while llama_decode computes.
     """
 
     FLASH_SECONDS = 0.3
-    REFRESH_PER_SECOND = 20
+    REFRESH_PER_SECOND = 15
 
     def __init__(self, console: Console, window: int, trace: bool = False) -> None:
         self.console, self.window, self.trace = console, window, trace
         self.transcript = Transcript()
         self._printed = 0  # pieces printed above the live region
         self._carry = Text()  # the start of a line whose pieces are final, but not yet printed
+        self._scanned = 0  # final pieces already searched for a line end
+        self._tail_characters = 0  # characters in the pieces after _printed
         self._flashes: dict[int, float] = {}  # id(piece) -> when its flash ends
-        self._live = Live(
-            self, console=console, auto_refresh=True, refresh_per_second=self.REFRESH_PER_SECOND,
-            transient=False, vertical_overflow="visible",
-        )
+        self._drawn_at = 0.0
+        self._live = Live(self, console=console, auto_refresh=False, transient=False, vertical_overflow="visible")
 
     def __enter__(self) -> "LiveRenderer":
         self._live.start()
@@ -135,29 +136,41 @@ class LiveRenderer:
         piece = self.transcript.apply(event)
         if isinstance(event, Delete):
             self._flashes[id(piece)] = time.monotonic() + self.FLASH_SECONDS
+            if not self.trace:
+                self._tail_characters -= len(piece.text)
+        else:
+            self._tail_characters += len(piece.text)
         self._print_final_lines()
+        now = time.monotonic()
+        if now - self._drawn_at >= 1 / self.REFRESH_PER_SECOND:
+            self._drawn_at = now
+            self._live.refresh()
 
     def _print_final_lines(self) -> None:
         pieces = self.transcript.pieces
         final = self.transcript.final_count(self.window)
         # Only whole lines leave the live region, so that it always starts at the left margin.
-        end = next((i + 1 for i in range(final - 1, self._printed - 1, -1) if pieces[i].text.endswith("\n")), None)
+        end = next((i + 1 for i in range(final - 1, self._scanned - 1, -1) if pieces[i].text.endswith("\n")), None)
+        self._scanned = max(self._scanned, final)
         if end is not None:
-            self._live.console.print(self._carry + self._styled(self._printed, end, flashes=False), end="")
-            self._carry, self._printed = Text(), end
-        if final > self._printed and self._tail_may_overflow():
+            self._commit(end)
+            self._live.console.print(self._carry, end="")
+            self._carry = Text()
+        if final > self._printed and self._tail_characters > self.console.width * (self.console.height - 2):
             # A paragraph taller than the screen: print its final wrapped lines too. Appending text
             # only ever re-wraps the last line, so every line before it is settled.
-            lines = (self._carry + self._styled(self._printed, final, flashes=False)).wrap(
-                self.console, self.console.width
-            )
+            self._commit(final)
+            lines = self._carry.wrap(self.console, self.console.width)
             for line in lines[:-1]:
                 self._live.console.print(line)
-            self._carry, self._printed = lines[-1], final
+            self._carry = lines[-1]
 
-    def _tail_may_overflow(self) -> bool:
-        characters = len(self._carry) + sum(len(piece.text) for piece in self.transcript.pieces[self._printed :])
-        return characters > self.console.width * (self.console.height - 2)
+    def _commit(self, end: int) -> None:
+        """Move pieces [_printed, end) into the carry, the text on its way to being printed."""
+        committed = self._styled(self._printed, end, flashes=False)
+        self._carry = self._carry + committed
+        self._tail_characters -= len(committed)
+        self._printed = end
 
     def _styled(self, start: int, end: int, flashes: bool) -> Text:
         text = Text()
@@ -172,7 +185,7 @@ class LiveRenderer:
         return text
 
     def __rich__(self) -> Text:
-        """The live tail, redrawn by rich's refresh thread: a flash lasts until it expires."""
+        """The live tail; a flash shows until it expires at a later drawing."""
         return self._carry + self._styled(self._printed, len(self.transcript.pieces), flashes=True)
 
 
