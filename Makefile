@@ -37,6 +37,7 @@ chat: install models
 
 bench: install-test models
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_engine.py
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_render.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -25,6 +25,9 @@ class Terminal:
     def press(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", "main", *keys)
 
+    def resize(self, width: int, height: int) -> None:
+        self._tmux("resize-window", "-t", "main", "-x", str(width), "-y", str(height))
+
     def screen(self, styles: bool = False) -> str:
         return self._tmux("capture-pane", "-t", "main", "-p", *(["-e"] if styles else []))
 

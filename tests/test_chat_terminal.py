@@ -50,16 +50,18 @@ def test_a_reply_streams_deletes_erase_text_and_trace_keeps_it(chat_terminal, ti
     terminal.wait_for("EXIT:0")
 
 
-def test_ctrl_c_stops_a_reply_keeps_it_and_ctrl_d_leaves(chat_terminal, smollm2_path):
+def test_a_resize_and_ctrl_c_during_a_reply_keep_it_and_ctrl_d_leaves(chat_terminal, smollm2_path):
     terminal = chat_terminal("-m", smollm2_path, "-n", "2000", "--seed", "1")
     terminal.type("Tell me a very long story about the sea.")
     terminal.press("Enter")
     terminal.wait_for(r"sea\.\n\S+ \S+ \S+")  # the reply has started streaming
+    terminal.resize(60, 20)
+    terminal.wait_for(r"sea\.\n(\S+ ){12}")  # and goes on streaming in the narrower terminal
     terminal.press("C-c")
     terminal.wait_for(r"(?m)interrupted\n>>>$")  # the partial reply stays, and the prompt is back
     terminal.type("/show")
     terminal.press("Enter")
-    terminal.wait_for("chat template")
+    terminal.wait_for("repeat_penalty")  # /show's last row: the chat still answers after the resize
     terminal.press("C-d")
     terminal.wait_for("EXIT:0")
     assert "Traceback" not in terminal.screen()
