@@ -25,6 +25,11 @@ class Terminal:
     def press(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", "main", *keys)
 
+    def paste(self, text: str) -> None:
+        """Paste as a terminal does: bracketed, when the program asked for it."""
+        self._tmux("set-buffer", "--", text)
+        self._tmux("paste-buffer", "-p", "-t", "main")
+
     def resize(self, width: int, height: int) -> None:
         self._tmux("resize-window", "-t", "main", "-x", str(width), "-y", str(height))
 

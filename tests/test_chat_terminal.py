@@ -1,4 +1,5 @@
 """`backspace chat` as a person meets it: in a real terminal, typing, watching deletes, pressing Ctrl-C."""
+import json
 import re
 import sys
 
@@ -65,3 +66,29 @@ def test_a_resize_and_ctrl_c_during_a_reply_keep_it_and_ctrl_d_leaves(chat_termi
     terminal.press("C-d")
     terminal.wait_for("EXIT:0")
     assert "Traceback" not in terminal.screen()
+
+
+def test_multi_line_messages_and_history_that_outlives_the_session(chat_terminal, tiny_llama_path, tmp_path):
+    args = ("-m", tiny_llama_path, "--temp", "0", "-n", "4")
+    terminal = chat_terminal(*args)
+    terminal.type('"""')
+    terminal.press("Enter")
+    for line in ("fenced one", "fenced two", '"""'):
+        terminal.type(line)
+        terminal.press("Enter")
+    terminal.wait_for(STATS)
+    terminal.paste("pasted one\npasted two")
+    terminal.press("Enter")
+    terminal.wait_for(rf"(?s){STATS}.*{STATS}")
+    saved = tmp_path / "session.json"
+    terminal.type(f"/save {saved}")
+    terminal.press("Enter")
+    terminal.wait_for("Saved 2 exchanges")
+    users = [exchange["user"] for exchange in json.loads(saved.read_text())["exchanges"]]
+    assert users == ["fenced one\nfenced two", "pasted one\npasted two"]
+    terminal.press("C-d")
+    terminal.wait_for("EXIT:0")
+
+    again = chat_terminal(*args)  # a new session, the same state directory
+    again.press("Up")
+    again.wait_for(r"(?m)^>>> /save ")

@@ -138,3 +138,14 @@ def test_help_does_not_load_llama_cpp():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_info_reports_the_backends_and_gpu_offload():
+    import llama_cpp
+
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 0
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert "CPU" in lines["backends"].split(", ")
+    assert lines["gpu offload"] == ("yes" if llama_cpp.llama_supports_gpu_offload() else "no")
+    assert int(lines["threads (default)"]) >= 1

@@ -1,0 +1,250 @@
+"""`make bench`: our engine against native llama.cpp (llama-bench) and llama-cpp-python, in one run.
+
+Writes a markdown report to stdout and to bench/results.md. Ratios are what the targets are about:
+every figure in one table comes from the same run, on the same prompts.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from backspace_cli import defaults
+from backspace_cli.engine import DeleteRules, Engine, LogitsWindow
+from backspace_cli.model import load_model
+from backspace_cli.sampling import make_logit_bias, make_logits_processors, make_sampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import build_wide_vocab_llama  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backspace"
+PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
+THREADS = 2
+SAMPLERS = {"greedy": dict(temp=0.0, top_k=0, top_p=1.0, min_p=0.0),
+            "default": dict(temp=defaults.TEMPERATURE, top_k=defaults.TOP_K, top_p=defaults.TOP_P,
+                            min_p=defaults.MIN_P)}
+
+
+def median_of(runs: int, measure) -> float:
+    measure()  # warm-up
+    return statistics.median(measure() for _ in range(runs))
+
+
+def decode_rate(stamps: list[float]) -> float:
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def native(binary: str, model: Path, tokens: int, runs: int) -> dict:
+    """llama-bench's tg and pp512, and the build it reports."""
+    out = subprocess.run([binary, "-m", str(model), "-t", str(THREADS), "-p", "512", "-n", str(tokens),
+                          "-r", str(runs), "-o", "json"], capture_output=True, text=True, check=True).stdout
+    results = json.loads(out)
+    tg = next(r for r in results if r["n_gen"] > 0)
+    pp = next(r for r in results if r["n_prompt"] > 0)
+    return {"tg": tg["avg_ts"], "pp512": pp["avg_ts"], "build": f'{tg["build_number"]} ({tg["build_commit"]})',
+            "cpu": tg.get("cpu_info", "")}
+
+
+class Bench:
+    def __init__(self, path: Path, tokens: int, runs: int) -> None:
+        self.path, self.tokens, self.runs = path, tokens, runs
+        rss_before = resident_bytes()
+        self.model = load_model(path, n_ctx=2048, n_threads=THREADS)
+        self.model_rss = resident_bytes() - rss_before
+        self.engine = Engine(self.model)
+        self.prompt = self.model.tokenize(PROMPT, add_bos=True)
+        self.never_stop = make_logit_bias({self.model.llama.token_eos(): -100.0})
+
+    def ours(self, settings: dict, rules=DeleteRules(token_id=None), processors=()) -> float:
+        sampler = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=1)
+        self.engine.sequence.trim(0)
+        stamps = [time.perf_counter() for _ in self.engine.generate(
+            self.prompt, sampler=sampler, max_tokens=self.tokens, rules=rules,
+            logits_processors=[self.never_stop, *processors])]
+        return decode_rate(stamps[:-1])
+
+    def theirs(self, llama: llama_cpp.Llama, settings: dict) -> float:
+        llama.reset()
+        stamps = [time.perf_counter() for _ in llama.create_completion(
+            PROMPT, max_tokens=self.tokens, stream=True, seed=1, temperature=settings["temp"],
+            top_k=settings["top_k"], top_p=settings["top_p"], min_p=settings["min_p"],
+            logit_bias={self.model.llama.token_eos(): -100.0})]
+        return decode_rate(stamps)
+
+    def cli_plain(self) -> float:
+        """Through `backspace complete --format plain`: the extra time of N tokens over 1, so that
+        loading and the prompt cancel out."""
+        def wall(tokens: int) -> float:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "backspace_cli", "complete", "-m", str(self.path), "--format",
+                            "plain", "--temp", "0", "-n", str(tokens), "-t", str(THREADS), "--logit-bias",
+                            f"{self.model.llama.token_eos()}=-100", PROMPT], check=True, capture_output=True)
+            return time.perf_counter() - start
+        return (self.tokens - 1) / (median_of(self.runs, lambda: wall(self.tokens)) - median_of(self.runs, lambda: wall(1)))
+
+    def prefill(self) -> float:
+        prompt = (self.prompt * 64)[:512]
+        def rate() -> float:
+            self.engine.sequence.trim(0)
+            start = time.perf_counter()
+            self.engine.sequence.feed(prompt)
+            return len(prompt) / (time.perf_counter() - start)
+        return median_of(self.runs, rate)
+
+    def step_costs(self) -> dict:
+        """Median seconds of a decode step, of sampling (default sampler and processors) and of a
+        delete within the window (llama_memory_seq_rm, then the saved logits restored)."""
+        sequence, n_vocab = self.engine.sequence, self.model.n_vocab
+        window, scratch = LogitsWindow(defaults.REWIND_WINDOW, n_vocab), np.empty(n_vocab, dtype=np.float32)
+        settings = SAMPLERS["default"]
+        sampler = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=1)
+        processors = make_logits_processors(defaults.REPEAT_PENALTY, defaults.REPEAT_LAST_N, {})
+        sequence.trim(0)
+        logits = sequence.feed(self.prompt)
+        decodes, samples, deletes = [], [], []
+        for step in range(64):
+            start = time.perf_counter()
+            window.save(step, logits)
+            for process in processors:
+                logits = process(sequence.tokens, logits)
+            token = sampler(logits)
+            samples.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            logits = sequence.feed([token])
+            decodes.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            sequence.trim(len(sequence.tokens) - 1)
+            window.load(step, scratch)
+            deletes.append(time.perf_counter() - start)
+            logits = sequence.feed([token])
+        return {name: statistics.median(values) for name, values in
+                [("decode", decodes), ("sample", samples), ("delete", deletes)]}
+
+    def with_deletes(self, delete_token: int, target: float = 0.10) -> tuple[float, float, float]:
+        """Effective tokens per second when a bias on the delete token makes about 10% of steps
+        deletes: (the bias, the share of steps that were deletes, final tokens per second)."""
+        rules = DeleteRules(token_id=delete_token, max_deletes=10_000)
+        settings = SAMPLERS["default"]
+
+        def run(bias: float) -> tuple[float, float]:
+            sampler = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=1)
+            self.engine.sequence.trim(0)
+            start = time.perf_counter()
+            events = list(self.engine.generate(self.prompt, sampler=sampler, max_tokens=self.tokens, rules=rules,
+                                               logits_processors=[self.never_stop, make_logit_bias({delete_token: bias})]))
+            elapsed = time.perf_counter() - events[-1].timings.prompt_s - start
+            counts = events[-1].counts
+            return counts.deletes / (counts.deletes + counts.generated), counts.tokens / elapsed
+
+        low, high = -10.0, 30.0  # bisect the bias to the target share of deletes
+        for _ in range(7):
+            middle = (low + high) / 2
+            share, _ = run(middle)
+            low, high = (middle, high) if share < target else (low, middle)
+        bias = (low + high) / 2
+        shares, rates = zip(*(run(bias) for _ in range(self.runs)))
+        return bias, statistics.median(shares), statistics.median(rates)
+
+    def window_bytes(self) -> int:
+        return (defaults.REWIND_WINDOW + 1) * self.model.n_vocab * 4 + self.model.n_vocab * 4
+
+
+def help_seconds(runs: int) -> float:
+    def once() -> float:
+        start = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).with_name("backspace")), "--help"], check=True, capture_output=True)
+        return time.perf_counter() - start
+    return median_of(runs, once)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def report(args) -> str:
+    llama_bench = subprocess.run(["bash", str(HERE / "build_llama_bench.sh")], capture_output=True, text=True,
+                                 check=True, env={**os.environ, "PYTHON": sys.executable}).stdout.strip()
+    wide = build_wide_vocab_llama(CACHE / "bench" / "wide-vocab-262k.gguf")
+    models = {"SmolLM2-135M-Instruct Q4_1 (49,152 tokens)": args.smollm2,
+              "synthetic llama, 262,144-token vocabulary": wide}
+    lines = []
+    out = lines.append
+    natives = {name: native(llama_bench, path, args.tokens, args.runs) for name, path in models.items()}
+    first = next(iter(natives.values()))
+    out("# backspace benchmark results\n")
+    out(f"- machine: {cpu_name()}, {os.cpu_count()} cores, {THREADS} threads used")
+    out(f"- llama-cpp-python {llama_cpp.__version__}; llama.cpp build {first['build']} (llama-bench built from"
+        " the same vendored source)")
+    out(f"- {args.tokens} generated tokens, warm-up, then the median of {args.runs} runs\n")
+    out("| model | sampler | native tg (t/s) | ours, API (t/s) | ours / native | create_completion (t/s) |"
+        " ours / create_completion |")
+    out("|---|---|---|---|---|---|---|")
+    benches = {}
+    for name, path in models.items():
+        bench = benches[name] = Bench(path, args.tokens, args.runs)
+        llama = llama_cpp.Llama(str(path), n_ctx=2048, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
+        for sampler_name, settings in SAMPLERS.items():
+            ours = median_of(args.runs, lambda: bench.ours(settings))
+            theirs = median_of(args.runs, lambda: bench.theirs(llama, settings))
+            tg = natives[name]["tg"]
+            out(f"| {name} | {sampler_name} | {tg:.1f} | {ours:.1f} | {ours / tg:.2f} | {theirs:.1f} |"
+                f" {ours / theirs:.2f} |")
+    out("\n| model | `backspace complete --format plain`, greedy (t/s) | ours / native tg |")
+    out("|---|---|---|")
+    for name, bench in benches.items():
+        rate = bench.cli_plain()
+        out(f"| {name} | {rate:.1f} | {rate / natives[name]['tg']:.2f} |")
+    out("\n| model | our prefill, 512 tokens (t/s) | native pp512 (t/s) | ours / native |")
+    out("|---|---|---|---|")
+    for name, bench in benches.items():
+        rate = bench.prefill()
+        out(f"| {name} | {rate:.1f} | {natives[name]['pp512']:.1f} | {rate / natives[name]['pp512']:.2f} |")
+    out("\n| model | decode step | sampling (default sampler) | share | one delete in the window | share |")
+    out("|---|---|---|---|---|---|")
+    for name, bench in benches.items():
+        cost = bench.step_costs()
+        out(f"| {name} | {cost['decode'] * 1e3:.2f} ms | {cost['sample'] * 1e6:.0f} µs |"
+            f" {cost['sample'] / cost['decode']:.1%} | {cost['delete'] * 1e6:.0f} µs | {cost['delete'] / cost['decode']:.1%} |")
+    out("\n| model | delete-token bias | share of steps that were deletes | effective t/s (final tokens) |")
+    out("|---|---|---|---|")
+    for name, bench in benches.items():
+        delete = bench.model.find_token("<|delete|>") or bench.model.find_token(" zebra")
+        bias, share, rate = bench.with_deletes(delete)
+        out(f"| {name} | {bias:+.2f} | {share:.1%} | {rate:.1f} |")
+    out("\n| model | the rewind window's saved logits | model resident memory |")
+    out("|---|---|---|")
+    for name, bench in benches.items():
+        out(f"| {name} | {bench.window_bytes() / 2**20:.1f} MiB | {bench.model_rss / 2**20:.0f} MiB |")
+    out(f"\n`backspace --help`: {help_seconds(args.runs):.3f} s (median)")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smollm2", type=Path, default=Path(os.environ.get(
+        "BACKSPACE_TEST_MODEL", CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")))
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    text = report(args)
+    print(text)
+    (HERE / "results.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
