@@ -1,30 +1,12 @@
 """The `backspace` command line: click wiring only; the work happens in the library modules."""
-import functools
-
 import click
 
 from . import __version__
 from .cli_convert import convert, inspect
+from .cli_errors import friendly_errors
 from .cli_options import engine_options, settings_from
-from .errors import UserError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
-
-
-def friendly_errors(command):
-    """A problem the user can fix becomes one line on stderr and exit status 1, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except UserError as error:
-            raise click.ClickException(str(error)) from None
-        except KeyboardInterrupt:  # Ctrl-C outside a reply (while loading, say): leave quietly
-            click.echo("interrupted", err=True)
-            raise SystemExit(130) from None
-
-    return wrapper
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -43,7 +25,7 @@ def main():
 @click.option("--format", "output_format", type=click.Choice(["live", "plain", "jsonl"]),
               help="live on a terminal, plain in a pipe (the default), or one JSON object per event.")
 @click.option("--trace", is_flag=True, help="Keep deleted text visible, struck through.")
-@friendly_errors
+@friendly_errors()
 def complete(prompt, output_format, trace, **options):
     """Continue PROMPT (and/or text piped on stdin) as raw text."""
     from .complete import run_complete
@@ -63,7 +45,7 @@ def complete(prompt, output_format, trace, **options):
 @click.option("--format", "output_format", type=click.Choice(["live", "plain", "jsonl"]),
               help="For one-shot answers: live on a terminal, plain in a pipe (the default), or JSONL.")
 @click.option("--trace", is_flag=True, help="Keep deleted text visible, struck through.")
-@friendly_errors
+@friendly_errors()
 def chat(message, system, output_format, trace, **options):
     """Chat with the model in the terminal.
 

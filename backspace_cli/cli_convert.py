@@ -3,7 +3,6 @@
 Registered in cli.py with `main.add_command(convert)` and `main.add_command(inspect)`. Module-level
 imports stay cheap (no gguf, numpy or llama_cpp) so that `backspace --help` answers at once.
 """
-import functools
 import signal
 from pathlib import Path
 
@@ -12,26 +11,9 @@ import click
 from backspace_convert import keys
 
 from . import defaults
+from .cli_errors import friendly_errors
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
-
-
-def one_line_errors(command):
-    """ConvertError becomes one line on stderr and exit status 1; Ctrl-C leaves nothing and exits 130."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from backspace_convert.reader import ConvertError
-
-        try:
-            return command(*args, **kwargs)
-        except ConvertError as error:
-            raise click.ClickException(str(error)) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted: nothing was written", err=True)
-            raise SystemExit(130) from None
-
-    return wrapper
 
 
 def _interrupt_on_sigterm() -> None:
@@ -65,7 +47,7 @@ def _interrupt_on_sigterm() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @click.option("--check", is_flag=True,
               help="Also run both models in llama.cpp and require bit-identical logits for every original token.")
-@one_line_errors
+@friendly_errors("interrupted: nothing was written")
 def convert(model, output, mode, token, reuse, rows, init, marker, force, check):
     """Make MODEL (a GGUF file) a backspace model: give it a delete token.
 
@@ -98,7 +80,7 @@ def convert(model, output, mode, token, reuse, rows, init, marker, force, check)
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the same facts as JSON.")
-@one_line_errors
+@friendly_errors("interrupted: nothing was written")
 def inspect(model, as_json):
     """Show what matters about MODEL (a GGUF file) for backspace: its delete token and reusable tokens."""
     from backspace_convert.inspection import inspect_model, render
