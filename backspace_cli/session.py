@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from backspace_convert.keys import DELETE_MARKER, DELETE_TOKEN_ID
 
 from . import defaults
+from .default_model import default_model_path
 from .engine import DeleteRules, Engine
 from .errors import UserError
 from .events import Event
@@ -44,9 +45,13 @@ def find_delete_token(model: Model, spec: str | None) -> DeleteToken | None:
 
 
 def model_path(settings: Settings) -> str:
+    """-m (or BACKSPACE_MODEL, which click reads into it), else the built-in model."""
     if settings.model:
         return settings.model
-    raise UserError("no model: pass -m PATH.gguf or set BACKSPACE_MODEL")
+    builtin = default_model_path()
+    if builtin is None:
+        raise UserError("no model: pass -m PATH.gguf or set BACKSPACE_MODEL (this install has no built-in model)")
+    return str(builtin)
 
 
 class Session:
