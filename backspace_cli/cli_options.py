@@ -8,13 +8,14 @@ from .settings import Settings
 def _parse_bias(context, parameter, values):
     parsed = []
     for value in values:
-        token, separator, bias = value.rpartition("=")
+        token, _, bias = value.rpartition("=")  # rpartition: a token's text may itself hold "="
         try:
-            parsed.append((token, float(bias)))
+            amount = float(bias)
         except ValueError:
-            separator = ""
-        if not separator or not token:
+            amount = None
+        if not token or amount is None:
             raise click.BadParameter(f"{value!r} is not TOKEN=BIAS (for example 1234=-5 or '<|delete|>=2.5')")
+        parsed.append((token, amount))
     return parsed
 
 
