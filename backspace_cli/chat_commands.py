@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from .atomic import write_atomic
+from .atomic import atomic_output
 from .errors import UserError
 from .render import format_stats
 from .settings import Settings
@@ -106,10 +106,8 @@ def save(repl: "Repl", argument: str) -> None:
         "settings": {key: getattr(session.settings, key) for key in Settings.TUNABLE},
         **repl.chat.conversation.to_json(),
     }
-    try:
-        write_atomic(path, json.dumps(record, ensure_ascii=False, indent=2).encode())
-    except OSError as error:
-        raise UserError(f"/save: cannot write {path}: {error.strerror}") from None
+    with atomic_output(path, force=True) as temporary:
+        temporary.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
     repl.console.print(f"[dim]Saved {len(repl.chat.conversation.exchanges)} exchanges to {path}.[/dim]")
 
 

@@ -5,7 +5,7 @@
 
 The modules, each with one job: reader (guarded GGUFReader), vocab (tokenizer facts), plan (the
 mode and the Edit), rows and quantize (new rows in any tensor type), sink and copy (the streaming
-copy), atomic (temp file, fsync, rename), verify (structure and logits checks), convert (the whole
+copy), target (may the output be written), verify (structure and logits checks), convert (the whole
 command as a function), inspection (`backspace inspect`), progress (the rich bar), keys (metadata).
 """
 import importlib

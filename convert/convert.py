@@ -6,7 +6,9 @@ from pathlib import Path
 
 from backspace_cli import defaults
 
-from .atomic import atomic_output, check_target
+from backspace_cli.atomic import atomic_output
+
+from .target import check_target
 from .copy import copy_with_delete_token, tensor_bytes
 from .plan import ConvertSpec, Edit, plan_edit
 from .reader import open_gguf
