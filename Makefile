@@ -35,8 +35,9 @@ test: install-test models
 chat: install models
 	BACKSPACE_MODEL=$${BACKSPACE_MODEL:-$(SMOLLM2)} $(BIN)/backspace chat
 
+# Builds llama-bench (cached), then writes bench/results.md: native llama.cpp, llama-cpp-python and us.
 bench: install-test models
-	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_engine.py
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) CACHE_DIR=$(CACHE_DIR) $(BIN)/python bench/bench_perf.py
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_render.py
 
 clean:
