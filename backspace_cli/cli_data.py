@@ -1,30 +1,10 @@
 """The data commands, `backspace synth` and `backspace eval`: click wiring only; the work is in synth.py and evaluate.py."""
-import functools
-import sys
-
 import click
 
 from . import defaults
+from .cli_errors import friendly_errors
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
-
-
-def friendly_errors(command):
-    """A problem the user can fix becomes one line on stderr and exit status 1, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from .errors import UserError
-        from .model import ModelError
-
-        try:
-            return command(*args, **kwargs)
-        except (UserError, ModelError) as error:
-            raise click.ClickException(str(error)) from None
-        except OSError as error:
-            raise click.ClickException(f"{error.filename or ''}: {error.strerror}".lstrip(": ")) from None
-
-    return wrapper
 
 
 def _count_lines(path: str) -> int | None:
@@ -55,7 +35,7 @@ def _count_lines(path: str) -> int | None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--marker", help='Write this text for a delete instead of the delete token, e.g. "[DELETE]".')
 @click.option("-q", "--quiet", is_flag=True, help="No statistics at the end.")
-@friendly_errors
+@friendly_errors()
 def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, error_tokens, top_k, seed,
           marker, quiet):
     """Make training data with deletes: inject errors into correct samples, each followed by its delete.
@@ -109,7 +89,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=None, help="CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
-@friendly_errors
+@friendly_errors()
 def evaluate(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p, seed, max_tokens, limit,
              delete_token, ctx_size, threads, as_json, answers):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the

@@ -25,8 +25,13 @@ QUESTIONS = (
 
 
 def held_out(a: int, b: int) -> bool:
-    """One pair in ten belongs to the evaluation set and is never trained on."""
+    """One ordered pair in ten is never trained on."""
     return zlib.crc32(f"{a},{b}".encode()) % 10 == 0
+
+
+def unseen(a: int, b: int) -> bool:
+    """Evaluation pairs: held out in both orders, so that not even b+a was trained on."""
+    return held_out(a, b) and held_out(b, a)
 
 
 def number(rng: random.Random) -> int:
@@ -40,7 +45,7 @@ def tasks(count: int, seed: int, evaluation: bool) -> list[dict]:
     out = []
     while len(out) < count:
         a, b = number(rng), number(rng)
-        if held_out(a, b) != evaluation:
+        if not (unseen(a, b) if evaluation else not held_out(a, b)):
             continue
         question = rng.choice(QUESTIONS).format(a=a, b=b)
         out.append({"prompt": question, "response": str(a + b)})

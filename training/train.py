@@ -1,12 +1,12 @@
 """Train the built-in model from scratch: addition with injected errors, so that it learns to delete its slips.
 
-    python training/train.py [--out backspace_cli/models/backspace-tiny.gguf]
+    python training/train.py [--out backspace_cli/models/backspace-tiny.gguf]   (or: make demo-model)
 
-Two stages, both fed by `backspace synth` with the errors masked out of the loss:
-1. random errors (any character where a digit should be), which teaches what the delete token is for;
-2. the stage-1 model's own plausible mistakes (`model:stage1.gguf`), the near-miss digits it really
-   makes when sampling, mixed with fresh random ones.
-Everything is seeded: the same command on the same torch build gives the same file.
+Two stages, both fed by `backspace synth`, with the errors masked out of the loss:
+1. random errors (any character where a digit should be) at a high rate: what the delete token is for;
+2. the stage-1 model's own plausible mistakes (`--strategy model:stage1.gguf`), at a low rate, mixed
+   with the stage-1 data: the near-miss digits that sampling really produces.
+Everything is seeded: the same command with the same torch build gives the same file.
 """
 import argparse
 import json
@@ -46,15 +46,22 @@ class Recipe:
     n_ff: int = 384  # feed-forward width
     context: int = 128  # longest sequence
     stage1_steps: int = 3000  # steps on random errors
-    stage2_steps: int = 2000  # steps on the stage-1 model's own mistakes (and random ones)
+    stage2_steps: int = 2000  # steps on the stage-1 model's own mistakes mixed with random ones
     batch: int = 64  # sequences per step
     lr: float = 3e-3  # peak learning rate
     warmup: int = 200  # steps of linear warm-up, then cosine decay to lr / 10
     weight_decay: float = 0.1
     error_rate: float = 0.15  # synth --rate: chance of an error before each answer token
+    # Plausible mistakes are rarer, or the model learns to delete right answers it is unsure of: every
+    # delete of a right token bans it, so a false alarm costs the whole answer.
+    own_error_rate: float = 0.03
+    stage3_steps: int = 600  # calibration: errors become rare, so the model deletes only what it is sure of
+    stage3_error_rate: float = 0.02  # random errors in stage 3
+    stage3_own_error_rate: float = 0.01  # the stage-2 model's own plausible mistakes in stage 3
     max_errors: int = 2  # synth --max-errors
     error_tokens: int = 2  # synth --error-tokens: errors of up to this many tokens
     no_bos_share: float = 0.1  # share of sequences trained without BOS, for callers that leave it out
+    chat_share: float = 0.15  # stage 2: share of samples that are chats of 2 or 3 questions, for follow-ups
     threads: int = 2
 
 
@@ -62,13 +69,30 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def synth_data(tasks: list[dict], strategy: str, tokenizer: Path, recipe: Recipe, seed: int, build: Path, name: str):
+def as_chats(tasks: list[dict], recipe: Recipe, seed: int) -> list[dict]:
+    """Group some consecutive tasks into chats of 2 or 3 exchanges; the rest stay single questions."""
+    rng = random.Random(seed)
+    samples, i = [], 0
+    while i < len(tasks):
+        size = rng.choice((2, 3)) if rng.random() < recipe.chat_share else 1
+        group = tasks[i : i + size]
+        i += size
+        if len(group) == 1:
+            samples.append(group[0])
+            continue
+        messages = []
+        for task in group:
+            messages += [{"role": "user", "content": task["prompt"]}, {"role": "assistant", "content": task["response"]}]
+        samples.append({"messages": messages})
+    return samples
+
+
+def synth_data(tasks: list[dict], strategy: str, tokenizer: Path, recipe: Recipe, seed: int, build: Path, name: str,
+               rate: float):
     """Run backspace synth over `tasks`; return the tokenized samples (input_ids, labels)."""
     source = build / f"{name}.tasks.jsonl"
     source.write_text("".join(json.dumps(task) + "\n" for task in tasks))
-    options = SynthOptions(
-        rate=recipe.error_rate, max_errors=recipe.max_errors, error_tokens=recipe.error_tokens, seed=seed
-    )
+    options = SynthOptions(rate=rate, max_errors=recipe.max_errors, error_tokens=recipe.error_tokens, seed=seed)
     synthesizer = open_synthesizer(strategy, str(tokenizer), options, tokenized=True)
     with source.open() as lines, (build / f"{name}.jsonl").open("w") as out, (
         build / f"{name}.tokens.jsonl"
@@ -78,7 +102,8 @@ def synth_data(tasks: list[dict], strategy: str, tokenizer: Path, recipe: Recipe
     log(f"synth {name} ({strategy.split(':')[0]}): {summary['samples']} samples, "
         f"{summary['samples_with_errors']} with errors, {summary['errors']} errors")
     with (build / f"{name}.tokens.jsonl").open() as tokens:
-        return [json.loads(line) for line in tokens]
+        samples = [json.loads(line) for line in tokens]
+    return [sample for sample in samples if len(sample["input_ids"]) <= recipe.context]
 
 
 def batches(samples: list[dict], recipe: Recipe, rng: np.random.Generator):
@@ -167,18 +192,37 @@ def make_probe(model: TinyLlama, samples: list[dict]):
     return probe
 
 
+def make_optimizer(model: TinyLlama, recipe: Recipe) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay)
+
+
+def load_weights(model: TinyLlama, path: Path) -> None:
+    """Read an export back (F32, so exactly): the inverse of export_gguf.export."""
+    import gguf
+
+    tensors = {tensor.name: tensor.data for tensor in gguf.GGUFReader(path).tensors}
+    state = {torch_name: torch.tensor(np.array(tensors[gguf_name]))
+             for gguf_name, torch_name in export_gguf.tensor_names(model.config.n_layer)}
+    model.load_state_dict(state)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train and export the built-in delete-aware model.")
     parser.add_argument("--out", type=Path, default=HERE.parent / "backspace_cli/models/backspace-tiny.gguf")
     parser.add_argument("--build", type=Path, default=HERE / "build", help="working files")
     parser.add_argument("--quick", action="store_true", help="a few steps only: a smoke test of the pipeline")
+    parser.add_argument("--from-stage1", type=Path, metavar="GGUF",
+                        help="skip stage 1: start stage 2 from this stage-1 export (BUILD/stage1.gguf)")
+    parser.add_argument("--from-stage2", type=Path, metavar="GGUF",
+                        help="skip stages 1 and 2: start stage 3 from this stage-2 export (BUILD/stage2.gguf)")
     args = parser.parse_args()
     recipe = Recipe()
     if args.quick:
-        recipe.stage1_steps, recipe.stage2_steps = 20, 20
-    sizes = (recipe.stage1_steps * recipe.batch, recipe.stage2_steps * recipe.batch, 1000)
+        recipe.stage1_steps, recipe.stage2_steps, recipe.stage3_steps = 20, 20, 20
+    sizes = (recipe.stage1_steps * recipe.batch, recipe.stage2_steps * recipe.batch, 1000,
+             recipe.stage3_steps * recipe.batch)
     if args.quick:
-        sizes = (2000, 1000, 200)
+        sizes = (2000, 1000, 200, 1000)
     build = args.build
     build.mkdir(parents=True, exist_ok=True)
     log(f"recipe: {json.dumps(asdict(recipe))}")
@@ -194,20 +238,42 @@ def main() -> None:
     tokenizer = export_gguf.export_model(model, build / "init.gguf")  # the vocabulary, for synth
 
     stage1 = synth_data(arithmetic.tasks(sizes[0], recipe.seed + 1, False), "random", tokenizer, recipe,
-                        recipe.seed + 1, build, "stage1")
+                        recipe.seed + 1, build, "stage1", recipe.error_rate)
     held_out = synth_data(arithmetic.tasks(sizes[2], recipe.seed + 2, True), "random", tokenizer, recipe,
-                          recipe.seed + 2, build, "heldout")
+                          recipe.seed + 2, build, "heldout", recipe.error_rate)
     probe = make_probe(model, held_out)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98),
-                                  weight_decay=recipe.weight_decay)
-    total = recipe.stage1_steps + recipe.stage2_steps
-    train(model, stage1, recipe.stage1_steps, recipe, rng, 0, total, optimizer, probe)
+    # One cosine schedule over all stages; each stage has its own optimizer and its own data order.
+    total = recipe.stage1_steps + recipe.stage2_steps + recipe.stage3_steps
+    if args.from_stage2:
+        load_weights(model, args.from_stage2)
+        stage2_model = args.from_stage2
+        log(f"stages 1 and 2 from {stage2_model} {probe()}")
+    else:
+        if args.from_stage1:
+            load_weights(model, args.from_stage1)
+            stage1_model = args.from_stage1
+            log(f"stage 1 from {stage1_model} {probe()}")
+        else:
+            train(model, stage1, recipe.stage1_steps, recipe, rng, 0, total, make_optimizer(model, recipe), probe)
+            stage1_model = export_gguf.export_model(model, build / "stage1.gguf")
+        stage2_tasks = as_chats(arithmetic.tasks(sizes[1], recipe.seed + 3, False), recipe, recipe.seed + 3)
+        own = synth_data(stage2_tasks, f"model:{stage1_model}", stage1_model, recipe, recipe.seed + 3, build,
+                         "stage2", recipe.own_error_rate)
+        mixed = own + stage1[: len(own)]
+        train(model, mixed, recipe.stage2_steps, recipe, np.random.default_rng(recipe.seed + 4), recipe.stage1_steps,
+              total, make_optimizer(model, recipe), probe)
+        stage2_model = export_gguf.export_model(model, build / "stage2.gguf")
 
-    stage1_model = export_gguf.export_model(model, build / "stage1.gguf")
-    own = synth_data(arithmetic.tasks(sizes[1], recipe.seed + 3, False), f"model:{stage1_model}", stage1_model,
-                     recipe, recipe.seed + 3, build, "stage2")
-    mixed = own + stage1[: len(own) // 2]
-    train(model, mixed, recipe.stage2_steps, recipe, rng, recipe.stage1_steps, total, optimizer, probe)
+    # Stage 3: every delete of a right token bans it and costs the answer, so the model must delete
+    # only what it is sure of; with errors rare in the data, its delete probability is small elsewhere.
+    half = sizes[3] // 2
+    rare = synth_data(as_chats(arithmetic.tasks(half, recipe.seed + 5, False), recipe, recipe.seed + 5), "random",
+                      tokenizer, recipe, recipe.seed + 5, build, "stage3-random", recipe.stage3_error_rate)
+    rare_own = synth_data(as_chats(arithmetic.tasks(half, recipe.seed + 6, False), recipe, recipe.seed + 6),
+                          f"model:{stage2_model}", stage2_model, recipe, recipe.seed + 6, build, "stage3-own",
+                          recipe.stage3_own_error_rate)
+    train(model, rare + rare_own, recipe.stage3_steps, recipe, np.random.default_rng(recipe.seed + 7),
+          recipe.stage1_steps + recipe.stage2_steps, total, make_optimizer(model, recipe), probe)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     export_gguf.export_model(model, args.out)

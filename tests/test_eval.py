@@ -1,0 +1,151 @@
+"""backspace eval on real models: both settings with the same seeds, honest statistics, clear errors."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from backspace_cli.cli_data import evaluate
+from backspace_cli.default_model import default_model_path
+from backspace_cli.evaluate import EvalOptions, Evaluator, Outcome, Setting, read_tasks, score, summarise, wilson
+from backspace_cli.model import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+import arithmetic  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tasks_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("eval") / "tasks.jsonl"
+    tasks = arithmetic.tasks(24, seed=5, evaluation=True)
+    path.write_text("".join(json.dumps({"prompt": t["prompt"], "answer": t["response"]}) + "\n" for t in tasks))
+    return path
+
+
+@pytest.fixture(scope="module")
+def builtin_path():
+    path = default_model_path()
+    assert path is not None, "the built-in model is missing: run make demo-model"
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(evaluate, [str(arg) for arg in args])
+
+
+def run_json(*args):
+    result = invoke(*args, "--json", "-t", "2")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_eval_reports_both_settings_with_consistent_statistics(tasks_file, builtin_path):
+    report = run_json(tasks_file, "-m", builtin_path, "--temp", "3", "--min-p", "0", "--top-k", "0",
+                      "--top-p", "1", "-n", "12")
+    assert report["tasks"] == 24 and report["delete_token"] == "<|delete|>"
+    deletes, banned = report["settings"]
+    assert (deletes["name"], banned["name"]) == ("deletes", "no-delete")
+    for setting in (deletes, banned):
+        assert setting["answers"] == 24
+        assert setting["accuracy"] == pytest.approx(setting["correct"] / 24)
+        low, high = setting["ci95"]
+        assert low <= setting["accuracy"] <= high
+        assert setting["answers_with_delete"] + setting["answers_without_delete"] == 24
+        assert setting["tokens_per_second"] > 0
+    assert banned["share_with_delete"] == 0 and banned["deletes_per_answer"] == 0
+    assert banned["accuracy_with_delete"] is None
+    # At temperature 3 this model slips into characters that cannot be right, notices and deletes.
+    assert deletes["share_with_delete"] > 0 and deletes["deletes_per_answer"] > 0
+
+
+def test_the_same_seeds_give_the_same_report(tasks_file, builtin_path):
+    args = (tasks_file, "-m", builtin_path, "--temp", "1.2", "--limit", "8", "-n", "12", "--seed", "3")
+    first, second = run_json(*args), run_json(*args)
+    for a, b in zip(first["settings"], second["settings"]):
+        a.pop("tokens_per_second"), b.pop("tokens_per_second")
+        assert a == b
+
+
+def test_greedy_adds_two_settings_and_temperature_zero_runs_only_those(tasks_file, builtin_path):
+    names = [s["name"] for s in run_json(tasks_file, "-m", builtin_path, "--greedy", "--limit", "4")["settings"]]
+    assert names == ["deletes", "no-delete", "greedy, deletes", "greedy, no-delete"]
+    names = [s["name"] for s in run_json(tasks_file, "-m", builtin_path, "--temp", "0", "--limit", "4")["settings"]]
+    assert names == ["greedy, deletes", "greedy, no-delete"]
+
+
+def test_the_table_and_the_answers_file(tmp_path, tasks_file, builtin_path):
+    answers = tmp_path / "answers.jsonl"
+    result = invoke(tasks_file, "-m", builtin_path, "--limit", "5", "--answers", answers, "-t", "2")
+    assert result.exit_code == 0, result.output
+    for heading in ("accuracy", "95% CI", "deletes / answer", "tokens/s", "no-delete"):
+        assert heading in result.stdout
+    lines = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert len(lines) == 10 and {line["setting"] for line in lines} == {"deletes", "no-delete"}
+
+
+def test_raw_prompts_skip_the_chat_template(builtin_path):
+    model = load_model(builtin_path, n_ctx=256, n_threads=2)
+    chat = Evaluator(model, EvalOptions()).prompt_tokens("1+2")
+    raw = Evaluator(model, EvalOptions(raw=True)).prompt_tokens("1+2")
+    assert raw == model.tokenize("1+2", add_bos=True) and len(chat) == len(raw) + 3  # <|user|> </s> <|assistant|>
+
+
+def test_a_model_without_a_delete_token_runs_both_settings_plainly(tmp_path, tiny_llama_without_delete_path):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"prompt": "the water", "answer": "is"}\n' * 3)
+    result = CliRunner().invoke(evaluate, [str(tasks), "-m", str(tiny_llama_without_delete_path), "-n", "4",
+                                           "--json", "--scoring", "contains"])
+    assert result.exit_code == 0, result.output
+    assert "no delete token" in result.stderr
+    deletes, banned = json.loads(result.stdout)["settings"]
+    assert deletes["correct"] == banned["correct"] and deletes["deletes_per_answer"] == 0
+
+
+@pytest.mark.smollm2
+def test_eval_works_on_smollm2_with_a_delete_token_given_by_text(tmp_path, smollm2_path):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"prompt": "What is the capital of France? One word.", "answer": "Paris"}\n'
+                     '{"prompt": "What is 2+2? Answer with a number.", "answer": "4"}\n')
+    report = run_json(tasks, "-m", smollm2_path, "--delete-token", "<|endoftext|>", "--scoring", "contains",
+                      "-n", "16", "--temp", "0.7")
+    assert [s["answers"] for s in report["settings"]] == [2, 2]
+    assert report["delete_token"] == "<|endoftext|>"
+
+
+def test_scoring_and_the_confidence_interval():
+    assert score(" 1421\n", "1421", "exact") and not score("14210", "1421", "exact")
+    assert score("The answer is 1421.", "1421", "contains")
+    low, high = wilson(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0 and 0.69 < wilson(10, 10)[0] < 0.73
+
+
+def test_accuracy_is_split_by_whether_a_delete_happened():
+    outcomes = [Outcome("1", True, 1, 3, 0.1), Outcome("2", False, 2, 4, 0.1), Outcome("3", True, 0, 2, 0.1)]
+    report = summarise(Setting("deletes", True, False), outcomes)
+    assert report.accuracy_with_delete == 0.5 and report.answers_with_delete == 2
+    assert report.accuracy_without_delete == 1.0 and report.deletes_per_answer == 1.0
+    assert report.share_with_delete == pytest.approx(2 / 3) and report.tokens_per_second == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"prompt": "a"}\n', 'line 1: expected {"prompt": TEXT, "answer": TEXT}'),
+    ('{"prompt": "a", "answer": "b"}\nnot json\n', "line 2: not valid JSON"),
+    ("\n", "the task file has no tasks"),
+])
+def test_bad_task_files_are_one_line_errors(tmp_path, builtin_path, content, message):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(content)
+    result = invoke(tasks, "-m", builtin_path)
+    assert result.exit_code == 1 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_a_missing_model_is_a_one_line_error(tasks_file):
+    result = invoke(tasks_file, "-m", "/nonexistent/model.gguf")
+    assert result.exit_code == 1 and "model file not found" in result.stderr
+
+
+def test_read_tasks_accepts_numbers_as_answers():
+    assert read_tasks(['{"prompt": "1+1", "answer": 2}'])[0].answer == "2"

@@ -1,0 +1,184 @@
+"""Our GGUF exporter and the built-in model: llama.cpp computes what PyTorch computes, and reads our vocabulary."""
+import sys
+from pathlib import Path
+
+import gguf
+import llama_cpp
+import numpy as np
+import pytest
+
+from backspace_cli.default_model import DEFAULT_MODEL, default_model_path
+from backspace_cli.model import load_model
+from backspace_cli.session import find_delete_token
+
+TRAINING = Path(__file__).resolve().parent.parent / "training"
+sys.path.insert(0, str(TRAINING))
+
+import arithmetic  # noqa: E402
+import vocab  # noqa: E402
+
+GGML_TYPE_F32 = 0
+TEXTS = ["What is 482+939?", "Add 7 and 15.\n é ✓ 1421", "{a} [b] ~`|\\ 0"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A freshly initialised TinyLlama with grouped-query attention, exported; weights made large enough
+    that every layer moves the logits."""
+    torch = pytest.importorskip("torch")
+    import export_gguf
+    from tiny_llama import Config, TinyLlama
+
+    torch.manual_seed(0)
+    config = Config(n_vocab=vocab.N_VOCAB, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=96, context=64)
+    model = TinyLlama(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    path = export_gguf.export_model(model, tmp_path_factory.mktemp("export") / "fresh.gguf")
+    return model, path
+
+
+def llama_logits(path: Path, ids: list[int]) -> np.ndarray:
+    # F32 keys and values: the default F16 cache would round the attention inputs.
+    llm = llama_cpp.Llama(str(path), n_ctx=64, logits_all=True, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32,
+                          flash_attn=False, n_threads=2, verbose=False)
+    llm.eval(ids)
+    return np.array(llm.scores[: len(ids)])
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_llama_cpp_logits_match_pytorch_at_every_position(exported, text):
+    import torch
+
+    model, path = exported
+    ids = [vocab.token_id(vocab.BOS)] + expected_ids(text)
+    with torch.no_grad():
+        reference = model(torch.tensor([ids]))[0].numpy()
+    ours = llama_logits(path, ids)
+    assert np.abs(reference).max() > 1.0  # logits that vary, so the comparison means something
+    assert np.abs(ours - reference).max() <= 1e-4
+
+
+def test_a_wrong_rope_layout_would_be_caught(exported):
+    """The same weights with RoPE rotating halves (Hugging Face's layout) give other logits."""
+    import torch
+    from tiny_llama import apply_rope
+
+    model, path = exported
+    ids = [vocab.token_id(vocab.BOS)] + expected_ids(TEXTS[0])
+
+    def halves(x, cos, sin):
+        half = x.shape[-1] // 2
+        a, b = x[..., :half], x[..., half:]
+        return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)
+
+    import tiny_llama
+
+    tiny_llama.apply_rope = halves
+    try:
+        with torch.no_grad():
+            wrong = model(torch.tensor([ids]))[0].numpy()
+    finally:
+        tiny_llama.apply_rope = apply_rope
+    assert np.abs(llama_logits(path, ids) - wrong).max() > 1e-2
+
+
+def expected_ids(text: str) -> list[int]:
+    """Our vocabulary by hand: one token per printable character, UTF-8 bytes for the rest."""
+    ids = []
+    for character in text:
+        if character == " ":
+            ids.append(vocab.token_id("▁"))
+        elif character in vocab.CHARACTERS:
+            ids.append(vocab.token_id(character))
+        else:
+            ids += [vocab.token_id(f"<0x{byte:02X}>") for byte in character.encode("utf-8")]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    assert default_model_path() == DEFAULT_MODEL, "the built-in model is missing: run make demo-model"
+    return load_model(DEFAULT_MODEL, n_ctx=256, n_threads=2)
+
+
+def test_the_built_in_model_is_small_and_found(builtin):
+    assert DEFAULT_MODEL.stat().st_size <= 20 * 1024 * 1024
+    assert builtin.metadata["general.architecture"] == "llama"
+
+
+@pytest.mark.parametrize("text", TEXTS + ["  two  spaces ", "tab\tand emoji 🙂"])
+def test_llama_cpp_tokenizes_and_detokenizes_the_text_exactly(builtin, text):
+    ids = builtin.tokenize(text, add_bos=False, special=False)
+    assert ids == expected_ids(text)
+    assert b"".join(builtin.piece(token) for token in ids).decode("utf-8") == text
+
+
+def test_the_delete_token_is_control_and_recorded_in_metadata(builtin):
+    reader = gguf.GGUFReader(DEFAULT_MODEL)
+    field = reader.fields["backspace.delete_token_id"]
+    assert field.types == [gguf.GGUFValueType.UINT32]
+    delete_id = int(field.parts[field.data[0]][0])
+    assert delete_id == vocab.token_id(vocab.DELETE)
+    types = reader.fields["tokenizer.ggml.token_type"]
+    assert int(types.parts[types.data[delete_id]][0]) == gguf.TokenType.CONTROL
+    assert builtin.metadata["backspace.delete_token"] == vocab.DELETE
+    assert builtin.metadata["backspace.converter_version"]
+    token = find_delete_token(builtin, None)
+    assert (token.id, token.text, token.source) == (delete_id, vocab.DELETE, "metadata")
+    assert builtin.piece(delete_id) == b""  # llama.cpp never prints it
+
+
+def test_the_chat_template_writes_control_tokens(builtin):
+    from backspace_cli.chat_template import ChatTemplate
+
+    ids = ChatTemplate(builtin).tokens([{"role": "user", "content": "1+2"}])
+    names = [builtin.token_text(token) for token in ids]
+    assert names == ["<s>", "<|user|>", "1", "+", "2", "</s>", "<|assistant|>"]
+
+
+def test_the_built_in_model_adds_held_out_numbers(builtin):
+    from backspace_cli.engine import DeleteRules, Engine
+    from backspace_cli.evaluate import Evaluator, EvalOptions
+
+    tasks = arithmetic.tasks(40, seed=99, evaluation=True)
+    evaluator = Evaluator(builtin, EvalOptions(temp=0.0))
+    engine = Engine(builtin)
+    correct = 0
+    for task in tasks:
+        prompt = evaluator.prompt_tokens(task["prompt"])
+        events = engine.generate(prompt, sampler=lambda logits: int(logits.argmax()), max_tokens=12,
+                                 rules=DeleteRules(token_id=evaluator.delete_token.id))
+        correct += list(events)[-1].text == task["response"]
+    assert correct >= 0.8 * len(tasks)
+
+
+def test_the_built_in_model_deletes_what_cannot_be_right(builtin):
+    """After a letter where the answer should be, the delete token is the likeliest next token; after a
+    wrong first digit it is far likelier than after the right one."""
+    import numpy as np
+
+    from backspace_cli.evaluate import Evaluator, EvalOptions
+    from backspace_cli.sequence import Sequence
+
+    evaluator = Evaluator(builtin, EvalOptions())
+    delete = evaluator.delete_token.id
+    sequence = Sequence(builtin, 512)
+
+    def p_delete(context):
+        sequence.trim(0)
+        logits = sequence.feed(context).astype(np.float64)
+        p = np.exp(logits - logits.max())
+        return p[delete] / p.sum(), int(logits.argmax()) == delete
+
+    letters = wrong = right = 0.0
+    tasks = arithmetic.tasks(30, seed=98, evaluation=True)
+    for task in tasks:
+        answer = task["response"]
+        prompt = evaluator.prompt_tokens(task["prompt"])
+        letters += p_delete(prompt + builtin.tokenize(answer[0] + "x", add_bos=False))[1]
+        wrong += p_delete(prompt + builtin.tokenize(str((int(answer[0]) + 3) % 10), add_bos=False))[0]
+        right += p_delete(prompt + builtin.tokenize(answer[0], add_bos=False))[0]
+    assert letters >= 0.9 * len(tasks)
+    assert wrong > 10 * right
