@@ -242,8 +242,10 @@ def main() -> None:
     held_out = synth_data(arithmetic.tasks(sizes[2], recipe.seed + 2, True), "random", tokenizer, recipe,
                           recipe.seed + 2, build, "heldout", recipe.error_rate)
     probe = make_probe(model, held_out)
-    # One cosine schedule over all stages; each stage has its own optimizer and its own data order.
-    total = recipe.stage1_steps + recipe.stage2_steps + recipe.stage3_steps
+    # One cosine schedule over stages 1 and 2, whose tail stage 3 extends (lr ends at lr / 10 either way);
+    # each stage has its own optimizer and its own data order.
+    total = recipe.stage1_steps + recipe.stage2_steps
+    extended = total + recipe.stage3_steps
     if args.from_stage2:
         load_weights(model, args.from_stage2)
         stage2_model = args.from_stage2
@@ -273,7 +275,7 @@ def main() -> None:
                           f"model:{stage2_model}", stage2_model, recipe, recipe.seed + 6, build, "stage3-own",
                           recipe.stage3_own_error_rate)
     train(model, rare + rare_own, recipe.stage3_steps, recipe, np.random.default_rng(recipe.seed + 7),
-          recipe.stage1_steps + recipe.stage2_steps, total, make_optimizer(model, recipe), probe)
+          total, extended, make_optimizer(model, recipe), probe)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     export_gguf.export_model(model, args.out)
