@@ -32,8 +32,9 @@ models: $(SMOLLM2)
 test: install-test models
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python -m pytest
 
-chat: install models
-	BACKSPACE_MODEL=$${BACKSPACE_MODEL:-$(SMOLLM2)} $(BIN)/backspace chat
+# The built-in model, unless BACKSPACE_MODEL names another.
+chat: install
+	$(BIN)/backspace chat
 
 # Builds llama-bench (cached), then writes bench/results.md: native llama.cpp, llama-cpp-python and us.
 bench: install-test models

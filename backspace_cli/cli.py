@@ -3,6 +3,7 @@ import click
 
 from . import __version__
 from .cli_convert import convert, inspect
+from .cli_data import evaluate, synth
 from .cli_errors import friendly_errors
 from .cli_options import engine_options, settings_from
 
@@ -80,3 +81,5 @@ def info():
 
 main.add_command(convert)
 main.add_command(inspect)
+main.add_command(synth)
+main.add_command(evaluate)

@@ -66,7 +66,8 @@ class Model:
         self.ctx = llama.ctx
         self.vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self.n_vocab = llama.n_vocab()
-        self.n_ctx = llama.n_ctx()
+        # Past its training context a model degrades: never plan to use more than it has seen.
+        self.n_ctx = min(llama.n_ctx(), llama_cpp.llama_model_n_ctx_train(llama.model))
         self.metadata: dict[str, str] = llama.metadata
         self._pieces: dict[int, bytes] = {}
         self._piece_buffer = ctypes.create_string_buffer(256)

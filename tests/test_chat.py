@@ -145,3 +145,17 @@ def test_one_shot_chat_writes_the_clean_reply(tiny_llama_path):
     done = json.loads(jsonl.stdout.splitlines()[-1])
     assert by_argument.stdout == by_pipe.stdout == done["text"] + ("" if done["text"].endswith("\n") else "\n")
     assert "\x1b" not in by_argument.stdout
+
+
+def test_without_a_model_option_the_built_in_model_answers():
+    result = CliRunner().invoke(main, ["chat", "--temp", "0", "What is 12+34?"], env={"BACKSPACE_MODEL": None})
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "46\n"
+
+
+def test_the_context_is_capped_at_what_the_model_was_trained_on():
+    from backspace_cli.default_model import default_model_path
+    from backspace_cli.model import load_model
+
+    model = load_model(default_model_path(), n_ctx=4096)
+    assert model.n_ctx == int(model.metadata["llama.context_length"]) < 4096
