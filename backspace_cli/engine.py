@@ -143,7 +143,7 @@ class Engine:
         finish = STOP
         try:
             # Reuse the cached prefix; at least the last prompt token is decoded, for its logits.
-            reused = min(_common_prefix(sequence.tokens, prompt), len(prompt) - 1)
+            reused = min(sequence.common_prefix(prompt), len(prompt) - 1)
             sequence.trim(reused)
             logits = sequence.feed(prompt[reused:])
             prompt_done = time.perf_counter()
@@ -238,13 +238,6 @@ class Engine:
         position.deletes += 1
         position.delete_starts.add(start)
 
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
 
 
 def consume(events: Generator[Event, None, None], handle: Callable[[Event], None]) -> Done:

@@ -1,7 +1,6 @@
 """`backspace eval`: accuracy on a task file with deletes enabled against the delete token banned, same seeds."""
 import json
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 

@@ -53,6 +53,13 @@ class Sequence:
             self._logits = np.ctypeslib.as_array(pointer, shape=(self.model.n_vocab,))
         return self._logits
 
+    def common_prefix(self, tokens: list[int]) -> int:
+        """How many leading `tokens` the cache already holds."""
+        for i, (held, wanted) in enumerate(zip(self.tokens, tokens)):
+            if held != wanted:
+                return i
+        return min(len(self.tokens), len(tokens))
+
     def trim(self, length: int) -> None:
         """Drop every token from index `length` on, from the cache and from `tokens`."""
         if length >= len(self.tokens):

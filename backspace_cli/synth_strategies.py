@@ -79,7 +79,7 @@ def model_strategy(vocabulary: Vocabulary, rng: np.random.Generator, top_k: int)
     fallback = random_strategy(vocabulary, rng)
 
     def logits_after(context: list[int]) -> np.ndarray:
-        keep = _common_prefix(sequence.tokens, context)
+        keep = sequence.common_prefix(context)
         keep = min(keep, len(context) - 1)  # decode at least one token, for fresh logits
         sequence.trim(keep)
         return sequence.feed(context[keep:]).copy()
@@ -104,10 +104,3 @@ def model_strategy(vocabulary: Vocabulary, rng: np.random.Generator, top_k: int)
 
     return wrong_tokens
 
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
