@@ -239,7 +239,6 @@ class Engine:
         position.delete_starts.add(start)
 
 
-
 def consume(events: Generator[Event, None, None], handle: Callable[[Event], None]) -> Done:
     """Feed every event to `handle`; Ctrl-C, even inside `handle`, still ends with Done(interrupted)."""
     done = None

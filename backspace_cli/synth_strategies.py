@@ -103,4 +103,3 @@ def model_strategy(vocabulary: Vocabulary, rng: np.random.Generator, top_k: int)
         return wrong
 
     return wrong_tokens
-
