@@ -97,7 +97,7 @@ def build_typed(path: Path, qtype: Q, *, tied: bool = False, seed: int = 0) -> P
     writer.add_tensor("blk.0.ffn_gate.weight", weight(n_ff, n_embd))
     writer.add_tensor("blk.0.ffn_up.weight", weight(n_ff, n_embd))
     writer.add_tensor("blk.0.ffn_down.weight", weight(n_embd, n_ff))
-    _write(writer)
+    tiny_models.write(writer)
     return path
 
 
@@ -169,7 +169,7 @@ def build_qwen_padded(path: Path, seed: int = 0) -> Path:
     writer.add_tensor("blk.0.ffn_gate.weight", weight(n_ff, n_embd))
     writer.add_tensor("blk.0.ffn_up.weight", weight(n_ff, n_embd))
     writer.add_tensor("blk.0.ffn_down.weight", weight(n_embd, n_ff))
-    _write(writer)
+    tiny_models.write(writer)
     return path
 
 
@@ -226,15 +226,8 @@ def build_plain(path: Path, tokens, scores, types, *, embedding_rows: int | None
     writer.add_tensor("blk.0.ffn_gate.weight", weight(n_ff, n_embd))
     writer.add_tensor("blk.0.ffn_up.weight", weight(n_ff, n_embd))
     writer.add_tensor("blk.0.ffn_down.weight", weight(n_embd, n_ff))
-    _write(writer)
+    tiny_models.write(writer)
     return path
-
-
-def _write(writer: gguf.GGUFWriter) -> None:
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
 
 
 def logits(path: Path, prompt: list[int], n_vocab: int) -> np.ndarray:

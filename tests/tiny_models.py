@@ -87,7 +87,7 @@ def build_llama(
         writer.add_tensor(f"blk.{i}.ffn_gate.weight", weight(n_ff, n_embd))
         writer.add_tensor(f"blk.{i}.ffn_up.weight", weight(n_ff, n_embd))
         writer.add_tensor(f"blk.{i}.ffn_down.weight", weight(n_embd, n_ff))
-    _write(writer)
+    write(writer)
     return path
 
 
@@ -124,7 +124,7 @@ def build_gemma3(path: Path, *, n_embd: int = 64, n_layer: int = 2, sliding_wind
         writer.add_tensor(f"blk.{i}.ffn_gate.weight", weight(n_ff, n_embd))
         writer.add_tensor(f"blk.{i}.ffn_up.weight", weight(n_ff, n_embd))
         writer.add_tensor(f"blk.{i}.ffn_down.weight", weight(n_embd, n_ff))
-    _write(writer)
+    write(writer)
     return path
 
 
@@ -163,11 +163,12 @@ def build_mamba(path: Path, *, n_embd: int = 64, n_layer: int = 2, seed: int = 0
         writer.add_tensor(f"blk.{i}.ssm_a", -np.exp(weight(d_inner, d_state, scale=0.5)))
         writer.add_tensor(f"blk.{i}.ssm_d", np.ones(d_inner, dtype=np.float32))
         writer.add_tensor(f"blk.{i}.ssm_out.weight", weight(n_embd, d_inner))
-    _write(writer)
+    write(writer)
     return path
 
 
-def _write(writer: gguf.GGUFWriter) -> None:
+def write(writer: gguf.GGUFWriter) -> None:
+    """Header, key-values, then tensors: the order a GGUF file holds them in."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
