@@ -12,6 +12,9 @@ REPEAT_LAST_N = 64  # how many recent tokens the repeat penalty looks at
 MAX_TOKENS = 256
 CONTEXT_SIZE = 4096  # capped at the model's training context
 BATCH_SIZE = 512  # prompt tokens per llama_decode call
+# llama.cpp's own default ("auto") uses flash attention on the CPU; llama-cpp-python's bool turns it
+# off unless asked, which cost 5% of decode speed on SmolLM2 (bench/NOTES.md).
+FLASH_ATTENTION = True
 
 # The rewind window: how many of the newest tokens can still be deleted. The engine keeps the raw
 # logits of each position in the window, so memory is window * n_vocab * 4 bytes: 32 * 49,152 * 4 =

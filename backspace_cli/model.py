@@ -137,6 +137,7 @@ def load_model(
             n_threads=threads,
             n_threads_batch=threads,
             n_gpu_layers=default_gpu_layers() if n_gpu_layers is None else n_gpu_layers,
+            flash_attn=defaults.FLASH_ATTENTION,
             verbose=verbose,
         )
     except (ValueError, RuntimeError) as error:
