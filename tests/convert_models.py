@@ -60,13 +60,7 @@ def build_typed(path: Path, qtype: Q, *, tied: bool = False, seed: int = 0) -> P
     n_vocab, n_embd, n_head, n_head_kv = len(tokens), N_EMBD, 4, 2
     head_dim, n_ff = n_embd // n_head, 2 * n_embd
     writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    writer.add_unk_token_id(0)
+    tiny_models.write_tokenizer(writer, tokens, scores, types)
     writer.add_context_length(256)
     writer.add_embedding_length(n_embd)
     writer.add_block_count(1)
@@ -192,13 +186,7 @@ def build_plain(path: Path, tokens, scores, types, *, embedding_rows: int | None
     n_embd, n_ff = 64, 128
     writer = gguf.GGUFWriter(str(path), arch)
     if tokenizer:
-        writer.add_tokenizer_model("llama")
-        writer.add_token_list(tokens)
-        writer.add_token_scores(scores)
-        writer.add_token_types(types)
-        writer.add_bos_token_id(1)
-        writer.add_eos_token_id(2)
-        writer.add_unk_token_id(0)
+        tiny_models.write_tokenizer(writer, tokens, scores, types)
     for key, value in (extra or {}).items():
         writer.add_key_value(key, value[0], value[1])
     writer.add_context_length(256)

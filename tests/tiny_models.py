@@ -29,8 +29,8 @@ def vocabulary(delete_token: str | None) -> tuple[list[str], list[float], list[i
     return tokens, scores, types
 
 
-def _tokenizer(writer: gguf.GGUFWriter, delete_token: str | None, chat_template: str | None) -> int:
-    tokens, scores, types = vocabulary(delete_token)
+def write_tokenizer(writer: gguf.GGUFWriter, tokens: list[str], scores: list[float], types: list[int]) -> None:
+    """A SentencePiece-style tokenizer with <unk>, <s> and </s> at ids 0, 1 and 2."""
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
@@ -38,6 +38,11 @@ def _tokenizer(writer: gguf.GGUFWriter, delete_token: str | None, chat_template:
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)
+
+
+def _tokenizer(writer: gguf.GGUFWriter, delete_token: str | None, chat_template: str | None) -> int:
+    tokens, scores, types = vocabulary(delete_token)
+    write_tokenizer(writer, tokens, scores, types)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     return len(tokens)
