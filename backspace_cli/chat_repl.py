@@ -7,7 +7,7 @@ from .chat_commands import ExitChat, run_command
 from .chat_input import ChatInput, history_path
 from .errors import UserError
 from .events import Done
-from .render import LiveRenderer, format_stats, notice_missing_delete_token, open_renderer
+from .render import LiveRenderer, format_stats, render_reply
 from .session import Session
 from .settings import Settings
 
@@ -70,13 +70,9 @@ def run_chat(settings: Settings, system: str | None, trace: bool) -> None:
 
 def run_once(settings: Settings, system: str | None, message: str, output_format: str, trace: bool) -> Done:
     """Answer one message, writing the reply (in a pipe: only the clean final reply) to stdout."""
-    errors = Console(stderr=True)
     session = Session(settings)
-    if session.delete_token is None:
-        notice_missing_delete_token(errors)
     chat = Chat(session, system)
-    with open_renderer(output_format, defaults.REWIND_WINDOW, trace) as renderer:
-        turn = chat.say(message, renderer, on_drop=lambda count: None)
-    if output_format == "live":
-        errors.print(f"[dim]{format_stats(turn.done)}[/dim]")
-    return turn.done
+    return render_reply(
+        output_format, trace, session.delete_token is not None,
+        lambda renderer: chat.say(message, renderer, on_drop=lambda count: None).done,
+    )

@@ -108,13 +108,15 @@ class Engine:
     def __init__(self, model: Model, batch_size: int = defaults.BATCH_SIZE) -> None:
         self.model = model
         self.sequence = Sequence(model, batch_size)
-        self._windows: dict[int, LogitsWindow] = {}
+        self._logits_window: LogitsWindow | None = None
         self._scratch = np.empty(model.n_vocab, dtype=np.float32)
 
     def _window(self, size: int) -> LogitsWindow:
-        if size not in self._windows:
-            self._windows = {size: LogitsWindow(size, self.model.n_vocab)}
-        return self._windows[size]
+        """The engine's one window, made anew only when a reply asks for another size."""
+        window = self._logits_window
+        if window is None or len(window.rows) != size + 1:
+            window = self._logits_window = LogitsWindow(size, self.model.n_vocab)
+        return window
 
     def generate(
         self,

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from . import defaults
 from .events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, Delete, Done, Event, Token
 from .transcript import Transcript
 
@@ -205,5 +206,16 @@ def default_format() -> str:
     return "live" if sys.stdout.isatty() else "plain"
 
 
-def notice_missing_delete_token(console: Console) -> None:
-    console.print("[dim]This model has no delete token: generating plainly.[/dim]")
+def render_reply(
+    output_format: str, trace: bool, has_delete_token: bool, reply: Callable[[Callable[[Event], None]], Done]
+) -> Done:
+    """Show the one reply that `reply` produces, as --format says, on stdout; the notice and the
+    statistics go to stderr, so that a pipe receives the text alone."""
+    errors = Console(stderr=True)
+    if not has_delete_token:
+        errors.print("[dim]This model has no delete token: generating plainly.[/dim]")
+    with open_renderer(output_format, defaults.REWIND_WINDOW, trace) as renderer:
+        done = reply(renderer)
+    if output_format == "live":
+        errors.print(f"[dim]{format_stats(done)}[/dim]")
+    return done
