@@ -1,4 +1,6 @@
 """The `backspace` command line: click wiring only; the work happens in the library modules."""
+import sys
+
 import click
 
 from . import __version__
@@ -52,8 +54,6 @@ def chat(message, system, output_format, trace, **options):
 
     With MESSAGE, or a message piped on stdin, answer once and exit.
     """
-    import sys
-
     from .render import default_format
 
     settings = settings_from(options)
