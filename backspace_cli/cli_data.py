@@ -20,9 +20,10 @@ def _count_lines(path: str) -> int | None:
               show_default=True, help="JSONL in chat messages form, the delete token written inline.")
 @click.option("--tokenized", type=click.Path(dir_okay=False), help="Also write input_ids and labels here "
               "(errors labelled -100), one line per sample.")
-@click.option("--strategy", default="random", show_default=True, metavar="random|model:PATH.gguf",
-              help="random: any vocabulary token; model:PATH: a plausible mistake from that model's top "
-              "alternatives (never the true token).")
+@click.option("--strategy", default="random", show_default=True, metavar="random|reply|model:PATH.gguf",
+              help="random: any vocabulary token; reply: a token used elsewhere in the same reply (a wrong "
+              "digit in a number); model:PATH: a plausible mistake from that model's top alternatives "
+              "(never the true token).")
 @click.option("--tokenizer", type=click.Path(dir_okay=False), help="GGUF whose tokenizer splits the text "
               "(default: the strategy's model, else the built-in model).")
 @click.option("--rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,

@@ -12,7 +12,7 @@ from .errors import UserError
 from .model import Model
 from .session import find_delete_token
 from .synth_format import Layout
-from .synth_strategies import MODEL_PREFIX, Strategy, Vocabulary, model_strategy, random_strategy
+from .synth_strategies import MODEL_PREFIX, Strategy, Vocabulary, model_strategy, random_strategy, reply_strategy
 
 IGNORE = -100  # the label of a token the loss must skip: the prompt, and every injected error
 PROGRESS_MIN_SAMPLES = 200  # fewer than this finish before a progress bar would help
@@ -147,11 +147,12 @@ class Synthesizer:
             self.delete_ids = []
         self.vocabulary = Vocabulary(tokenizer, excluded=set(self.delete_ids))
         self.layout = Layout(tokenizer)
-        self.strategy: Strategy = (
-            model_strategy(self.vocabulary, self.rng, options.top_k)
-            if strategy == "model"
-            else random_strategy(self.vocabulary, self.rng)
-        )
+        if strategy == "model":
+            self.strategy: Strategy = model_strategy(self.vocabulary, self.rng, options.top_k)
+        elif strategy == "reply":
+            self.strategy = reply_strategy(self.vocabulary, self.rng)
+        else:
+            self.strategy = random_strategy(self.vocabulary, self.rng)
         self.unaligned = 0
 
     def __call__(self, sample: Sample) -> Synthesized:
@@ -210,7 +211,7 @@ class Synthesizer:
         errors_at = {}
         for i in chosen:
             count = int(self.rng.integers(1, self.options.error_tokens + 1))
-            errors_at[i] = self.strategy(context + truth[:i], joined[ends[i] :], count)
+            errors_at[i] = self.strategy(context + truth[:i], joined[ends[i] :], truth, count)
         text = bytearray()
         ids: list[int] = []
         labels: list[int] = []
@@ -235,12 +236,12 @@ def _starts_character(data: bytes, offset: int) -> bool:
 
 
 def parse_strategy(spec: str) -> tuple[str, str | None]:
-    """"random" or "model:PATH.gguf" -> (kind, path)."""
-    if spec == "random":
-        return "random", None
+    """"random", "reply" or "model:PATH.gguf" -> (kind, path)."""
+    if spec in ("random", "reply"):
+        return spec, None
     if spec.startswith(MODEL_PREFIX) and len(spec) > len(MODEL_PREFIX):
         return "model", spec[len(MODEL_PREFIX) :]
-    raise UserError(f"unknown strategy {spec!r}: use random or model:PATH.gguf")
+    raise UserError(f"unknown strategy {spec!r}: use random, reply or model:PATH.gguf")
 
 
 def synthesize(

@@ -1,4 +1,5 @@
-"""Where synth's wrong tokens come from: a random vocabulary token, or a model's plausible alternatives."""
+"""Where synth's wrong tokens come from: a random vocabulary token, a token of the same reply, or a model's
+plausible alternatives."""
 from collections.abc import Callable
 
 import llama_cpp
@@ -45,17 +46,32 @@ def _whole_text(piece: bytes) -> bool:
     return True
 
 
-# A strategy gets the tokens before the error, the bytes of the true text from there on, and how many
-# wrong tokens to make; it returns them.
-Strategy = Callable[[list[int], bytes, int], list[int]]
+# A strategy gets the tokens before the error, the bytes of the true text from there on, the true tokens
+# of the whole reply, and how many wrong tokens to make; it returns them.
+Strategy = Callable[[list[int], bytes, list[int], int], list[int]]
 
 
 def random_strategy(vocabulary: Vocabulary, rng: np.random.Generator) -> Strategy:
     """Any ordinary vocabulary token, uniformly, that is not a correct continuation."""
 
-    def wrong_tokens(context: list[int], rest: bytes, count: int) -> list[int]:
+    def wrong_tokens(context: list[int], rest: bytes, reply: list[int], count: int) -> list[int]:
         first = _draw(vocabulary, rng, lambda token: vocabulary.is_error(token, rest))
         return [first] + [int(rng.choice(vocabulary.usable)) for _ in range(count - 1)]
+
+    return wrong_tokens
+
+
+def reply_strategy(vocabulary: Vocabulary, rng: np.random.Generator) -> Strategy:
+    """A token that the same reply uses elsewhere, such as a wrong digit in a number: the slips that are
+    hard to tell from the truth. A reply with no such token gets a random one."""
+    fallback = random_strategy(vocabulary, rng)
+
+    def wrong_tokens(context: list[int], rest: bytes, reply: list[int], count: int) -> list[int]:
+        own = sorted({token for token in reply if vocabulary.is_usable[token]})
+        first = [token for token in own if vocabulary.is_error(token, rest)]
+        if not first:
+            return fallback(context, rest, reply, count)
+        return [int(rng.choice(first))] + [int(rng.choice(own)) for _ in range(count - 1)]
 
     return wrong_tokens
 
@@ -92,10 +108,10 @@ def model_strategy(vocabulary: Vocabulary, rng: np.random.Generator, top_k: int)
         weights = np.exp(logits[candidates] - logits[candidates].max()).astype(np.float64)
         return candidates[int(rng.choice(len(candidates), p=weights / weights.sum()))]
 
-    def wrong_tokens(context: list[int], rest: bytes, count: int) -> list[int]:
+    def wrong_tokens(context: list[int], rest: bytes, reply: list[int], count: int) -> list[int]:
         first = pick(logits_after(context), lambda token: vocabulary.is_error(token, rest))
         if first is None:  # the model sees no plausible alternative: fall back to chance
-            return fallback(context, rest, count)
+            return fallback(context, rest, reply, count)
         wrong = [first]
         while len(wrong) < count:
             following = pick(logits_after(context + wrong), lambda token: bool(vocabulary.is_usable[token]))

@@ -66,7 +66,7 @@ def replay(ids, labels, delete_ids):
 
 def assert_deletes_line_up(model, strategy="random", **options):
     records, tokenized, stats, synthesizer = run(model, strategy, **options)
-    _, clean, _, _ = run(model, strategy, rate=0.0)
+    _, clean, _, _ = run(model, strategy, **{**options, "rate": 0.0})
     delete_ids = synthesizer.delete_ids
     wrong_total = 0
     for sample, reference in zip(tokenized, clean):
@@ -228,6 +228,19 @@ def _without_errors(ids, delete):
         else:
             kept.append(token)
     return kept
+
+
+def test_reply_errors_are_other_tokens_of_the_same_reply(builtin):
+    lines = ['{"prompt": "What is 482+939?", "response": "1421"}', '{"prompt": "3+4", "response": "7"}']
+    _, tokenized, stats, synthesizer = assert_deletes_line_up(builtin, "reply", lines=lines, rate=0.5)
+    delete = synthesizer.delete_ids[0]
+    digits_of_1421 = set(builtin.tokenize("1421", add_bos=False))
+    long_reply, one_digit = tokenized
+    ids = long_reply["input_ids"]
+    wrong = [ids[i - 1] for i in range(1, len(ids)) if ids[i] == delete]
+    # Wrong digits from the reply itself; where its only digit is the truth, a random token stands in.
+    assert wrong and set(wrong) <= digits_of_1421
+    assert one_digit["input_ids"].count(delete) > 0
 
 
 def test_a_sentencepiece_tokenizer_with_words_keeps_its_alignment(tiny_llama):
