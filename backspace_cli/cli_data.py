@@ -3,6 +3,7 @@ import click
 
 from . import defaults
 from .cli_errors import friendly_errors
+from .cli_options import sampling_options
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -76,11 +77,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--scoring", type=click.Choice(["exact", "contains"]), default="exact", show_default=True,
               help="exact: the reply (stripped) is the answer; contains: the answer appears in the reply.")
 @click.option("--greedy", is_flag=True, help="Also run both settings greedily.")
-@click.option("--temp", type=click.FloatRange(min=0), default=defaults.TEMPERATURE, show_default=True,
-              help="Sampling temperature; 0 runs greedy only.")
-@click.option("--top-k", type=click.IntRange(min=0), default=defaults.TOP_K, show_default=True, help="0 is off.")
-@click.option("--top-p", type=click.FloatRange(0, 1), default=defaults.TOP_P, show_default=True, help="1 is off.")
-@click.option("--min-p", type=click.FloatRange(0, 1), default=defaults.MIN_P, show_default=True, help="0 is off.")
+@sampling_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Task i is sampled with SEED + i in every "
               "setting.")
 @click.option("-n", "--max-tokens", type=click.IntRange(min=1), default=defaults.MAX_TOKENS, show_default=True)
@@ -121,6 +118,7 @@ def evaluate(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p,
     errors = Console(stderr=True)
     if evaluator.delete_token is None:
         errors.print("[yellow]This model has no delete token: both settings generate plainly.[/yellow]")
+    options = evaluator.options  # with the model's recommended sampling filled in
     steps = len(tasks) * len(settings_for(options))
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True, disable=not errors.is_terminal) as bar:
@@ -136,5 +134,6 @@ def evaluate(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p,
     if as_json:
         click.echo(json.dumps(report_json(str(model), tasks, options, reports, token), indent=2))
     else:
-        sampling = "greedy" if temp == 0 else f"temp {temp}, top-k {top_k}, top-p {top_p}, min-p {min_p}"
+        o = options
+        sampling = "greedy" if o.temp == 0 else f"temp {o.temp}, top-k {o.top_k}, top-p {o.top_p}, min-p {o.min_p}"
         Console().print(report_table(reports, f"backspace eval: {len(tasks)} tasks, {sampling}, {scoring} match"))

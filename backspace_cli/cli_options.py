@@ -19,17 +19,26 @@ def _parse_bias(context, parameter, values):
     return parsed
 
 
+MODEL_OR = "the model's recommendation, else"
+# Shared with `eval`. Unset, each takes the model's recommended value (GGUF's general.sampling.*).
+SAMPLING_OPTIONS = [
+    click.option("--temp", type=click.FloatRange(min=0), default=None,
+                 help=f"Sampling temperature; 0 is greedy [default: {MODEL_OR} {defaults.TEMPERATURE}]."),
+    click.option("--top-k", type=click.IntRange(min=0), default=None,
+                 help=f"0 is off [default: {MODEL_OR} {defaults.TOP_K}]."),
+    click.option("--top-p", type=click.FloatRange(0, 1), default=None,
+                 help=f"1 is off [default: {MODEL_OR} {defaults.TOP_P}]."),
+    click.option("--min-p", type=click.FloatRange(0, 1), default=None,
+                 help=f"0 is off [default: {MODEL_OR} {defaults.MIN_P}]."),
+]
+
 OPTIONS = [
     click.option("-m", "--model", envvar="BACKSPACE_MODEL", help="GGUF model file [env: BACKSPACE_MODEL]."),
     click.option("-n", "--max-tokens", type=click.IntRange(min=1), default=defaults.MAX_TOKENS, show_default=True,
                  help="Most tokens in a reply."),
-    click.option("--temp", type=click.FloatRange(min=0), default=defaults.TEMPERATURE, show_default=True,
-                 help="Sampling temperature; 0 is greedy."),
-    click.option("--top-k", type=click.IntRange(min=0), default=defaults.TOP_K, show_default=True, help="0 is off."),
-    click.option("--top-p", type=click.FloatRange(0, 1), default=defaults.TOP_P, show_default=True, help="1 is off."),
-    click.option("--min-p", type=click.FloatRange(0, 1), default=defaults.MIN_P, show_default=True, help="0 is off."),
-    click.option("--repeat-penalty", type=click.FloatRange(min=0, min_open=True), default=defaults.REPEAT_PENALTY,
-                 show_default=True, help="1 is off."),
+    *SAMPLING_OPTIONS,
+    click.option("--repeat-penalty", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help=f"1 is off [default: {MODEL_OR} {defaults.REPEAT_PENALTY}]."),
     click.option("--seed", type=int, default=None, help="Random seed (default: a fresh one each run)."),
     click.option("-c", "--ctx-size", type=click.IntRange(min=16), default=defaults.CONTEXT_SIZE, show_default=True,
                  help="Context size in tokens."),
@@ -49,6 +58,12 @@ OPTIONS = [
 
 def engine_options(command):
     for option in reversed(OPTIONS):
+        command = option(command)
+    return command
+
+
+def sampling_options(command):
+    for option in reversed(SAMPLING_OPTIONS):
         command = option(command)
     return command
 

@@ -2,14 +2,14 @@
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from . import defaults
 from .engine import DeleteRules, Engine
 from .errors import UserError
 from .model import Model
 from .sampling import make_sampler
-from .session import find_delete_token
+from .session import find_delete_token, unset_sampling
 
 SCORINGS = ("exact", "contains")
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
@@ -26,10 +26,11 @@ class EvalOptions:
     raw: bool = False  # the prompt as raw text, not through the chat template
     scoring: str = "exact"  # "exact": the reply, stripped, is the answer; "contains": the answer is in it
     greedy: bool = False  # also run both settings greedily
-    temp: float = defaults.TEMPERATURE
-    top_k: int = defaults.TOP_K
-    top_p: float = defaults.TOP_P
-    min_p: float = defaults.MIN_P
+    # Sampling; None takes the model's recommendation, else the default (session.unset_sampling).
+    temp: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
     seed: int = 0  # task i is sampled with seed + i, in every setting
     max_tokens: int = defaults.MAX_TOKENS
     delete_token: str | None = None  # TEXT or ID; None: the model's own
@@ -131,7 +132,7 @@ class Evaluator:
         if options.scoring not in SCORINGS:
             raise UserError(f"unknown scoring {options.scoring!r}: use {' or '.join(SCORINGS)}")
         self.model = model
-        self.options = options
+        self.options = replace(options, **unset_sampling(model, options))
         self.engine = Engine(model)
         self.delete_token = find_delete_token(model, options.delete_token)
         self.template = None

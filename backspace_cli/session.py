@@ -3,6 +3,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from backspace_convert.keys import DELETE_MARKER, DELETE_TOKEN_ID
+from gguf.constants import Keys
 
 from . import defaults
 from .default_model import default_model_path
@@ -44,6 +45,31 @@ def find_delete_token(model: Model, spec: str | None) -> DeleteToken | None:
     return None
 
 
+# GGUF's keys for a model's recommended sampling, which llama.cpp's own tools honour as well.
+RECOMMENDED_SAMPLING = {
+    "temp": (Keys.General.SAMPLING_TEMP, float, defaults.TEMPERATURE),
+    "top_k": (Keys.General.SAMPLING_TOP_K, int, defaults.TOP_K),
+    "top_p": (Keys.General.SAMPLING_TOP_P, float, defaults.TOP_P),
+    "min_p": (Keys.General.SAMPLING_MIN_P, float, defaults.MIN_P),
+    "repeat_penalty": (Keys.General.SAMPLING_PENALTY_REPEAT, float, defaults.REPEAT_PENALTY),
+}
+
+
+def unset_sampling(model: Model, settings) -> dict:
+    """Values for the sampling settings that `settings` leaves None (those it has of RECOMMENDED_SAMPLING):
+    the model's recommendation where its metadata has one, else backspace's default."""
+    values = {}
+    for name, (key, kind, default) in RECOMMENDED_SAMPLING.items():
+        if not hasattr(settings, name) or getattr(settings, name) is not None:
+            continue
+        recorded = model.metadata.get(key)
+        try:
+            values[name] = default if recorded is None else kind(float(recorded))
+        except ValueError:
+            raise UserError(f"{model.path.name}: its {key} is {recorded!r}, not a number") from None
+    return values
+
+
 def model_path(settings: Settings) -> str:
     """-m (or BACKSPACE_MODEL, which click reads into it), else the built-in model."""
     if settings.model:
@@ -66,6 +92,7 @@ class Session:
             n_gpu_layers=settings.gpu_layers,
             verbose=settings.verbose,
         )
+        vars(settings).update(unset_sampling(self.model, settings))
         self.engine = Engine(self.model)
         self.delete_token = find_delete_token(self.model, settings.delete_token)
         self.logit_bias = self._token_biases(settings.logit_bias)

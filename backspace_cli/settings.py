@@ -8,11 +8,12 @@ from . import defaults
 class Settings:
     model: str | None = None  # a GGUF path; None means BACKSPACE_MODEL, then the built-in model
     max_tokens: int = defaults.MAX_TOKENS
-    temp: float = defaults.TEMPERATURE  # 0 is greedy
-    top_k: int = defaults.TOP_K  # 0 is off
-    top_p: float = defaults.TOP_P  # 1.0 is off
-    min_p: float = defaults.MIN_P  # 0.0 is off
-    repeat_penalty: float = defaults.REPEAT_PENALTY  # 1.0 is off
+    # Sampling; None takes the model's recommendation, else the default (session.unset_sampling).
+    temp: float | None = None  # 0 is greedy
+    top_k: int | None = None  # 0 is off
+    top_p: float | None = None  # 1.0 is off
+    min_p: float | None = None  # 0.0 is off
+    repeat_penalty: float | None = None  # 1.0 is off
     seed: int | None = None  # None draws a fresh seed per run
     ctx_size: int = defaults.CONTEXT_SIZE
     threads: int | None = None  # None: defaults.threads()

@@ -7,6 +7,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+import tiny_models
 from backspace_cli.cli import main
 
 
@@ -66,6 +67,17 @@ def test_an_adversarial_delete_bias_ends_on_the_budget_and_no_delete_never_delet
     banned = events(complete(*args, "--no-delete", "the water").stdout)
     assert all(record["type"] != "delete" for record in banned)
     assert banned[-1]["deletes"] == 0 and banned[-1]["tokens"] == 40
+
+
+def test_unset_sampling_options_take_the_models_recommendation(tmp_path, tiny_llama_path):
+    greedy_model = tiny_models.build_llama(tmp_path / "greedy.gguf", recommended_temp=0.0)
+    common = ["-n", 16, "--no-delete", "the water"]
+    greedy = complete("-m", tiny_llama_path, "--temp", 0, *common).output
+    # The same weights, recommending temperature 0: greedy whatever the seed.
+    assert complete("-m", greedy_model, "--seed", 1, *common).output == greedy
+    assert complete("-m", greedy_model, "--seed", 2, *common).output == greedy
+    # An explicit option wins over the recommendation.
+    assert complete("-m", greedy_model, "--seed", 1, "--temp", 5, *common).output != greedy
 
 
 def test_a_model_without_a_delete_token_gets_one_notice(tiny_llama_without_delete_path):
