@@ -41,6 +41,9 @@ class DeleteRules:
     window: int = defaults.REWIND_WINDOW  # how many of the newest tokens can be deleted
     max_deletes: int = defaults.MAX_DELETES  # deletes per reply; one more ends the reply
     max_per_position: int = defaults.MAX_DELETES_PER_POSITION  # then that position's token stays
+    # Ban a deleted token at its position. A greedy retry would repeat it, so greedy decoding needs
+    # this; a sampled retry is a fresh draw, and a ban would turn every wrong delete into a wrong answer.
+    ban_deleted: bool = False
 
 
 @dataclass
@@ -177,7 +180,8 @@ class Engine:
                         break
                     else:
                         deletes += 1
-                        yield from self._take_back(reply, len(prompt), start=token, marker_tokens=0)
+                        yield from self._take_back(reply, len(prompt), start=token, marker_tokens=0,
+                                                   ban=rules.ban_deleted)
                     logits = window.load(len(reply.tokens), self._scratch)
                     continue
 
@@ -200,7 +204,8 @@ class Engine:
                         reply.positions[-1].bans.add(start)
                     else:
                         deletes += 1
-                        yield from self._take_back(reply, len(prompt), start=start, marker_tokens=marker_tokens)
+                        yield from self._take_back(reply, len(prompt), start=start, marker_tokens=marker_tokens,
+                                                   ban=rules.ban_deleted)
                     logits = window.load(len(reply.tokens), self._scratch)
                     continue
                 logits = sequence.feed([token])
@@ -227,16 +232,19 @@ class Engine:
             context_used=len(sequence.tokens),
         )
 
-    def _take_back(self, reply: _Reply, n_prompt: int, start: int, marker_tokens: int) -> Iterator[Delete]:
+    def _take_back(
+        self, reply: _Reply, n_prompt: int, start: int, marker_tokens: int, ban: bool
+    ) -> Iterator[Delete]:
         """Delete the last token (after taking back a marker's tokens, if any), from the reply and the
-        cache; ban it at its position, where the caller restores the saved distribution."""
+        cache; the caller restores the saved distribution at its position, for a retry."""
         for _ in range(marker_tokens):
             yield reply.pop()
         deleted = reply.pop()
         yield deleted
         self.sequence.trim(n_prompt + len(reply.tokens))
         position = reply.positions[-1]
-        position.bans.add(deleted.id)
+        if ban:
+            position.bans.add(deleted.id)
         position.deletes += 1
         position.delete_starts.add(start)
 

@@ -5,11 +5,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 from . import defaults
-from .engine import DeleteRules, Engine
+from .engine import Engine
 from .errors import UserError
 from .model import Model
 from .sampling import make_sampler
-from .session import find_delete_token, unset_sampling
+from .session import delete_rules, find_delete_token, unset_sampling
 
 SCORINGS = ("exact", "contains")
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
@@ -149,9 +149,7 @@ class Evaluator:
     def answer(self, prompt: list[int], setting: Setting, seed: int, task: Task) -> Outcome:
         o = self.options
         sampler = make_sampler(0.0 if setting.greedy else o.temp, o.top_k, o.top_p, o.min_p, seed)
-        rules = DeleteRules(
-            token_id=self.delete_token.id if self.delete_token else None, enabled=setting.deletes
-        )
+        rules = delete_rules(self.delete_token, enabled=setting.deletes, greedy=setting.greedy or o.temp == 0)
         done = None
         for event in self.engine.generate(prompt, sampler=sampler, max_tokens=o.max_tokens, rules=rules):
             done = event

@@ -70,6 +70,19 @@ def unset_sampling(model: Model, settings) -> dict:
     return values
 
 
+def delete_rules(
+    delete: DeleteToken | None, *, enabled: bool, greedy: bool, max_deletes: int = defaults.MAX_DELETES
+) -> DeleteRules:
+    """The engine's rules for this delete token (or marker); greedy decoding bans what it deletes."""
+    return DeleteRules(
+        token_id=delete.id if delete else None,
+        marker=delete.text if delete and delete.source == "marker" else None,
+        enabled=enabled,
+        max_deletes=max_deletes,
+        ban_deleted=greedy,
+    )
+
+
 def model_path(settings: Settings) -> str:
     """-m (or BACKSPACE_MODEL, which click reads into it), else the built-in model."""
     if settings.model:
@@ -108,13 +121,8 @@ class Session:
 
     @property
     def rules(self) -> DeleteRules:
-        delete = self.delete_token
-        return DeleteRules(
-            token_id=delete.id if delete else None,
-            marker=delete.text if delete and delete.source == "marker" else None,
-            enabled=not self.settings.no_delete,
-            max_deletes=self.settings.max_deletes,
-        )
+        return delete_rules(self.delete_token, enabled=not self.settings.no_delete,
+                            greedy=self.settings.temp == 0, max_deletes=self.settings.max_deletes)
 
     def generate(self, prompt: list[int]) -> Iterator[Event]:
         settings = self.settings

@@ -63,9 +63,26 @@ def test_the_delete_token_never_reaches_the_model_or_the_output(tiny_llama):
     assert tiny_models.DELETE not in done.text
 
 
-def test_after_a_delete_the_distribution_is_restored_and_the_deleted_token_banned(tiny_llama):
+def test_after_a_delete_the_retry_is_offered_exactly_the_same_distribution(tiny_llama):
     a, b = ids(tiny_llama, "ab")
     _, _, script, _ = run(tiny_llama, [a, b, DEL, a])
+    before, retry = script.offered[1], script.offered[3]  # both offered at the position of b
+    assert np.array_equal(before, retry)
+
+
+def test_a_sampled_retry_may_choose_the_deleted_token_again_until_the_position_limit(tiny_llama):
+    (a,) = ids(tiny_llama, "a")
+    delete = tiny_llama.find_token(tiny_models.DELETE)
+    events, done, script, _ = run(tiny_llama, [a, DEL] * 4 + [a])
+    assert events == [Token(a, "a"), Delete(a, "a")] * 4 + [Token(a, "a")]
+    assert script.offered[9][delete] == -math.inf  # four deletes at the first position: "a" stays
+    assert done.text == "a"
+
+
+def test_greedy_decoding_bans_the_deleted_token_at_its_position(tiny_llama):
+    a, b = ids(tiny_llama, "ab")
+    rules = DeleteRules(token_id=tiny_llama.find_token(tiny_models.DELETE), ban_deleted=True)
+    _, _, script, _ = run(tiny_llama, [a, b, DEL, a], rules=rules)
     before, retry = script.offered[1], script.offered[3]  # both offered at the position of b
     assert retry[b] == -math.inf
     unbanned = np.arange(len(before)) != b
@@ -80,7 +97,8 @@ def test_a_greedy_retry_differs_from_the_deleted_token(tiny_llama):
         calls.append(greedy(logits))
         return delete if len(calls) == 3 else calls[-1]
 
-    events, _, _, _ = run(tiny_llama, [], sampler=delete_second_token, max_tokens=3)
+    rules = DeleteRules(token_id=delete, ban_deleted=True)
+    events, _, _, _ = run(tiny_llama, [], sampler=delete_second_token, max_tokens=3, rules=rules)
     tokens = [event for event in events if isinstance(event, Token)]
     deleted = next(event for event in events if isinstance(event, Delete))
     assert deleted.id == tokens[1].id
@@ -109,7 +127,8 @@ def test_tokens_older_than_the_rewind_window_are_final(tiny_llama):
 
 def test_bans_are_forgotten_when_a_delete_goes_back_past_their_position(tiny_llama):
     a, b, c, d = ids(tiny_llama, "abcd")
-    _, _, script, _ = run(tiny_llama, [a, b, DEL, c, DEL, DEL, d, a])
+    rules = DeleteRules(token_id=tiny_llama.find_token(tiny_models.DELETE), ban_deleted=True)
+    _, _, script, _ = run(tiny_llama, [a, b, DEL, c, DEL, DEL, d, a], rules=rules)
     at_second_position = script.offered[7]  # after "d" replaced "a": a new prefix
     assert at_second_position[b] != -math.inf and at_second_position[c] != -math.inf
     assert script.offered[6][a] == -math.inf  # "a" itself stays banned at the first position
@@ -268,9 +287,8 @@ def test_a_marker_at_the_end_of_the_text_deletes_itself_and_the_token_before_it(
     assert done.text == "ac" and done.counts.deletes == 1
     prompt = tiny_llama.tokenize("the water", add_bos=True)
     assert engine.sequence.tokens == prompt + [a, c]
-    retry = script.offered[5]  # at b's position again: b is banned, the distribution restored
-    assert retry[b] == -math.inf
-    assert np.array_equal(np.delete(retry, b), np.delete(script.offered[1], b))
+    retry = script.offered[5]  # at b's position again: the same distribution, for a fresh try
+    assert np.array_equal(retry, script.offered[1])
 
 
 def test_a_marker_with_nothing_before_it_is_removed_and_refused(tiny_llama):
@@ -303,3 +321,12 @@ def test_the_session_reads_a_marker_from_the_converters_metadata(tiny_llama_with
                  force=False, check=False, progress=None)
     session = Session(Settings(model=str(converted), ctx_size=256))
     assert (session.delete_token.source, session.rules.marker, session.rules.token_id) == ("marker", MARKER, None)
+
+
+def test_sessions_ban_what_they_delete_only_when_decoding_greedily(tiny_llama_path):
+    from backspace_cli.session import Session
+    from backspace_cli.settings import Settings
+
+    greedy = Session(Settings(model=str(tiny_llama_path), temp=0.0, ctx_size=256))
+    sampled = Session(Settings(model=str(tiny_llama_path), ctx_size=256))
+    assert greedy.rules.ban_deleted and not sampled.rules.ban_deleted
