@@ -201,6 +201,42 @@ def summarise(setting: Setting, outcomes: list[Outcome]) -> SettingReport:
     )
 
 
+@dataclass
+class PairedComparison:
+    """Deletes enabled against banned on the same tasks with the same seeds: each task is a pair."""
+
+    setting: str  # the deletes-enabled setting
+    baseline: str  # its --no-delete counterpart
+    gain: float  # accuracy difference, enabled minus banned
+    ci95: tuple[float, float]  # of the paired difference
+    only_with_deletes: int  # tasks right with deletes and wrong without
+    only_without: int  # tasks right without deletes and wrong with them
+    p_value: float  # exact McNemar test: how often chance alone would split the discordant pairs so unevenly
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["ci95"] = list(self.ci95)
+        return data
+
+
+def compare(enabled: SettingReport, banned: SettingReport) -> PairedComparison:
+    n = len(enabled.outcomes)
+    wins = sum(a.correct and not b.correct for a, b in zip(enabled.outcomes, banned.outcomes))
+    losses = sum(b.correct and not a.correct for a, b in zip(enabled.outcomes, banned.outcomes))
+    gain = (wins - losses) / n if n else 0.0
+    half = Z95 * math.sqrt(max(0.0, wins + losses - (wins - losses) ** 2 / n)) / n if n else 0.0
+    discordant = wins + losses
+    tail = sum(math.comb(discordant, k) for k in range(min(wins, losses) + 1)) / 2**discordant
+    return PairedComparison(enabled.name, banned.name, gain, (gain - half, gain + half), wins, losses,
+                            min(1.0, 2 * tail))
+
+
+def comparisons(reports: list[SettingReport]) -> list[PairedComparison]:
+    """Each deletes-enabled setting against the banned one with the same sampling."""
+    return [compare(enabled, banned) for enabled in reports if enabled.deletes_enabled
+            for banned in reports if not banned.deletes_enabled and banned.greedy == enabled.greedy]
+
+
 def _accuracy(outcomes: list[Outcome]) -> float | None:
     return sum(o.correct for o in outcomes) / len(outcomes) if outcomes else None
 
@@ -219,6 +255,7 @@ def report_json(model_path: str, tasks: list[Task], options: EvalOptions, report
         "delete_token": delete_token,
         "options": asdict(options),
         "settings": [report.to_json() for report in reports],
+        "comparisons": [comparison.to_json() for comparison in comparisons(reports)],
     }
 
 
@@ -241,7 +278,17 @@ def report_table(reports: list[SettingReport], title: str):
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(r) for r in reports))
+    paired = {comparison.setting: comparison for comparison in comparisons(reports)}
+    table.add_row("gain over no-delete, paired", *(_gain(paired.get(r.name)) for r in reports))
     return table
+
+
+def _gain(comparison: PairedComparison | None) -> str:
+    if comparison is None:
+        return "–"
+    low, high = comparison.ci95
+    return (f"{comparison.gain * 100:+.1f} pts ({low * 100:+.1f} to {high * 100:+.1f}), "
+            f"p={comparison.p_value:.2g}")
 
 
 def _percent(value: float | None) -> str:

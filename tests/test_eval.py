@@ -1,5 +1,6 @@
 """backspace eval on real models: both settings with the same seeds, honest statistics, clear errors."""
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -8,7 +9,8 @@ from click.testing import CliRunner
 
 from backspace_cli.cli_data import evaluate
 from backspace_cli.default_model import default_model_path
-from backspace_cli.evaluate import EvalOptions, Evaluator, Outcome, Setting, read_tasks, score, summarise, wilson
+from backspace_cli.evaluate import (EvalOptions, Evaluator, Outcome, Setting, compare, comparisons, read_tasks, score,
+                                   summarise, wilson)
 from backspace_cli.model import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
@@ -57,6 +59,9 @@ def test_eval_reports_both_settings_with_consistent_statistics(tasks_file, built
     assert banned["accuracy_with_delete"] is None
     # At temperature 3 this model slips into characters that cannot be right, notices and deletes.
     assert deletes["share_with_delete"] > 0 and deletes["deletes_per_answer"] > 0
+    (paired,) = report["comparisons"]
+    assert (paired["setting"], paired["baseline"]) == ("deletes", "no-delete")
+    assert paired["gain"] == pytest.approx(deletes["accuracy"] - banned["accuracy"])
 
 
 def test_the_same_seeds_give_the_same_report(tasks_file, builtin_path):
@@ -127,6 +132,22 @@ def test_accuracy_is_split_by_whether_a_delete_happened():
     assert report.accuracy_with_delete == 0.5 and report.answers_with_delete == 2
     assert report.accuracy_without_delete == 1.0 and report.deletes_per_answer == 1.0
     assert report.share_with_delete == pytest.approx(2 / 3) and report.tokens_per_second == pytest.approx(30.0)
+
+
+def test_deletes_are_compared_with_no_delete_task_by_task():
+    def report(name, deletes, right):
+        outcomes = [Outcome("", correct, 0, 1, 0.1) for correct in right]
+        return summarise(Setting(name, deletes, False), outcomes)
+
+    # 12 tasks that only deletes get right, 2 that only no-delete gets right, 86 alike.
+    enabled = report("deletes", True, [True] * 12 + [False] * 2 + [True] * 80 + [False] * 6)
+    banned = report("no-delete", False, [False] * 12 + [True] * 2 + [True] * 80 + [False] * 6)
+    (comparison,) = comparisons([enabled, banned])
+    assert (comparison.only_with_deletes, comparison.only_without) == (12, 2)
+    assert comparison.gain == pytest.approx(0.10)
+    assert comparison.ci95[0] > 0 and comparison.ci95[1] == pytest.approx(0.2 - comparison.ci95[0])
+    assert comparison.p_value == pytest.approx(2 * sum(math.comb(14, k) for k in range(3)) / 2**14)  # 0.013
+    assert compare(enabled, enabled).gain == 0 and compare(enabled, enabled).p_value == 1.0
 
 
 @pytest.mark.parametrize("content, message", [
