@@ -1,5 +1,6 @@
 """Samplers and logits processors, built by small factory functions; the engine only sees callables."""
 import math
+import random
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -14,6 +15,12 @@ def greedy(logits: np.ndarray) -> int:
     return int(logits.argmax())
 
 
+# Up to this many candidates, the draw runs in plain Python. Right after llama_decode has streamed the
+# weights through the caches, each numpy call costs several times what it does warm; a loop over a
+# few floats makes fewer calls (bench/NOTES.md).
+FEW_CANDIDATES = 64
+
+
 def make_sampler(temp: float, top_k: int, top_p: float, min_p: float, seed: int | None) -> Sampler:
     """Greedy at temp 0; otherwise min-p, then top-k, then top-p, then temperature.
 
@@ -23,24 +30,51 @@ def make_sampler(temp: float, top_k: int, top_p: float, min_p: float, seed: int 
     """
     if temp <= 0:
         return greedy
-    rng = np.random.default_rng(seed)
+    rng = random.Random(seed)
     log_min_p = math.log(min_p) if min_p > 0 else -math.inf
 
     def sample(logits: np.ndarray) -> int:
         ids = np.flatnonzero(logits >= logits.max() + log_min_p)
         if 0 < top_k < len(ids):
             ids = ids[np.argpartition(logits[ids], -top_k)[-top_k:]]
-        values = logits[ids]
-        order = np.argsort(-values, kind="stable")
-        ids, values = ids[order], values[order].astype(np.float64)
-        if top_p < 1.0:
-            keep = int(np.searchsorted(np.cumsum(_softmax(values)), top_p)) + 1
-            ids, values = ids[:keep], values[:keep]
-        cumulative = np.cumsum(_softmax(values / temp))
-        choice = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-        return int(ids[min(choice, len(ids) - 1)])
+        if len(ids) == 1:
+            return int(ids[0])
+        if len(ids) <= FEW_CANDIDATES:
+            return _draw_few(logits[ids].tolist(), ids.tolist(), top_p, temp, rng)
+        return _draw_many(logits[ids], ids, top_p, temp, rng)
 
     return sample
+
+
+def _draw_few(values: list[float], ids: list[int], top_p: float, temp: float, rng: random.Random) -> int:
+    ranked = sorted(zip(values, ids), key=lambda pair: -pair[0])
+    best = ranked[0][0]
+    if top_p < 1.0:
+        weights = [math.exp(value - best) for value, _ in ranked]
+        needed, running = top_p * sum(weights), 0.0
+        for keep, weight in enumerate(weights, 1):
+            running += weight
+            if running >= needed:
+                ranked = ranked[:keep]
+                break
+    weights = [math.exp((value - best) / temp) for value, _ in ranked]
+    left = rng.random() * sum(weights)
+    for (_, token), weight in zip(ranked, weights):
+        left -= weight
+        if left < 0:
+            return token
+    return ranked[-1][1]
+
+
+def _draw_many(values: np.ndarray, ids: np.ndarray, top_p: float, temp: float, rng: random.Random) -> int:
+    order = np.argsort(-values, kind="stable")
+    ids, values = ids[order], values[order].astype(np.float64)
+    if top_p < 1.0:
+        keep = int(np.searchsorted(np.cumsum(_softmax(values)), top_p)) + 1
+        ids, values = ids[:keep], values[:keep]
+    cumulative = np.cumsum(_softmax(values / temp))
+    choice = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    return int(ids[min(choice, len(ids) - 1)])
 
 
 def _softmax(values: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ def replay(records: list[dict]) -> str:
 
 
 def test_plain_output_is_the_final_text_and_jsonl_replays_to_it(tiny_llama_path):
-    common = ["-m", tiny_llama_path, "--seed", 7, "-n", 24, "--logit-bias", "<|delete|>=3", "the water"]
+    common = ["-m", tiny_llama_path, "--seed", 7, "-n", 24, "--logit-bias", "<|delete|>=40", "the water"]
     jsonl = complete(*common, "--format", "jsonl")
     plain = complete(*common)
     assert jsonl.exit_code == 0 and plain.exit_code == 0
@@ -46,7 +46,7 @@ def test_plain_output_is_the_final_text_and_jsonl_replays_to_it(tiny_llama_path)
 
 
 def test_trace_keeps_deleted_text_marked(tiny_llama_path):
-    result = complete("-m", tiny_llama_path, "--seed", 7, "-n", 24, "--logit-bias", "<|delete|>=3",
+    result = complete("-m", tiny_llama_path, "--seed", 7, "-n", 24, "--logit-bias", "<|delete|>=40",
                       "--trace", "the water")
     assert result.exit_code == 0
     assert "[-" in result.stdout and "-]" in result.stdout
