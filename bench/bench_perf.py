@@ -46,15 +46,28 @@ def resident_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def native(binary: str, model: Path, tokens: int, runs: int) -> dict:
-    """llama-bench's tg and pp512, and the build it reports."""
+def native(binary: str, model: Path, tokens: int) -> dict:
+    """One llama-bench run (after its own warm-up) of tg and pp512, and the build it reports."""
     out = subprocess.run([binary, "-m", str(model), "-t", str(THREADS), "-p", "512", "-n", str(tokens),
-                          "-r", str(runs), "-o", "json"], capture_output=True, text=True, check=True).stdout
+                          "-r", "1", "-o", "json"], capture_output=True, text=True, check=True).stdout
     results = json.loads(out)
     tg = next(r for r in results if r["n_gen"] > 0)
     pp = next(r for r in results if r["n_prompt"] > 0)
-    return {"tg": tg["avg_ts"], "pp512": pp["avg_ts"], "build": f'{tg["build_number"]} ({tg["build_commit"]})',
-            "cpu": tg.get("cpu_info", "")}
+    return {"tg": tg["avg_ts"], "pp512": pp["avg_ts"], "build": f'{tg["build_number"]} ({tg["build_commit"]})'}
+
+
+def interleaved(runs: int, measures: dict) -> dict:
+    """Each measure once per round, round after round, after one warm-up round: a slow spell of the
+    machine (this one is a shared VM) then hits every measure of that round alike."""
+    for measure in measures.values():
+        measure()
+    rounds = [{name: measure() for name, measure in measures.items()} for _ in range(runs)]
+    return {name: [round_[name] for round_ in rounds] for name in measures}
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median over rounds of each round's own ratio."""
+    return statistics.median(n / d for n, d in zip(numerators, denominators))
 
 
 class Bench:
@@ -74,6 +87,20 @@ class Bench:
             self.prompt, sampler=sampler, max_tokens=self.tokens, rules=rules,
             logits_processors=[self.never_stop, *processors])]
         return decode_rate(stamps[:-1])
+
+    def bare(self) -> float:
+        """The floor for any Python loop over these libraries: llama_decode on one token at a time
+        through ctypes and a pointer to its logits, nothing else (no sampling, no bookkeeping)."""
+        ctx = self.model.ctx
+        self.engine.sequence.trim(0)  # an empty cache, as the engine's mirror of it says
+        token = (llama_cpp.llama_token * 1)(self.prompt[0])
+        stamps = []
+        for _ in range(self.tokens):
+            llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(token, 1))
+            llama_cpp.llama_get_logits_ith(ctx, -1)
+            stamps.append(time.perf_counter())
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)  # empty again, behind the mirror's back
+        return decode_rate(stamps)
 
     def theirs(self, llama: llama_cpp.Llama, settings: dict) -> float:
         llama.reset()
@@ -96,16 +123,15 @@ class Bench:
 
     def prefill(self) -> float:
         prompt = (self.prompt * 64)[:512]
-        def rate() -> float:
-            self.engine.sequence.trim(0)
-            start = time.perf_counter()
-            self.engine.sequence.feed(prompt)
-            return len(prompt) / (time.perf_counter() - start)
-        return median_of(self.runs, rate)
+        self.engine.sequence.trim(0)
+        start = time.perf_counter()
+        self.engine.sequence.feed(prompt)
+        return len(prompt) / (time.perf_counter() - start)
 
     def step_costs(self) -> dict:
-        """Median seconds of a decode step, of sampling (default sampler and processors) and of a
-        delete within the window (llama_memory_seq_rm, then the saved logits restored)."""
+        """Median seconds of a decode step; of saving its logits into the rewind window; of sampling
+        (the default sampler and processors); and of a delete within the window (llama_memory_seq_rm,
+        then the saved logits restored)."""
         sequence, n_vocab = self.engine.sequence, self.model.n_vocab
         window, scratch = LogitsWindow(defaults.REWIND_WINDOW, n_vocab), np.empty(n_vocab, dtype=np.float32)
         settings = SAMPLERS["default"]
@@ -113,24 +139,25 @@ class Bench:
         processors = make_logits_processors(defaults.REPEAT_PENALTY, defaults.REPEAT_LAST_N, {})
         sequence.trim(0)
         logits = sequence.feed(self.prompt)
-        decodes, samples, deletes = [], [], []
+        costs = {"decode": [], "save": [], "sample": [], "delete": []}
         for step in range(64):
             start = time.perf_counter()
             window.save(step, logits)
+            saved = time.perf_counter()
             for process in processors:
                 logits = process(sequence.tokens, logits)
             token = sampler(logits)
-            samples.append(time.perf_counter() - start)
-            start = time.perf_counter()
+            sampled = time.perf_counter()
             logits = sequence.feed([token])
-            decodes.append(time.perf_counter() - start)
-            start = time.perf_counter()
+            decoded = time.perf_counter()
             sequence.trim(len(sequence.tokens) - 1)
             window.load(step, scratch)
-            deletes.append(time.perf_counter() - start)
+            deleted = time.perf_counter()
             logits = sequence.feed([token])
-        return {name: statistics.median(values) for name, values in
-                [("decode", decodes), ("sample", samples), ("delete", deletes)]}
+            for name, seconds in (("save", saved - start), ("sample", sampled - saved), ("decode", decoded - sampled),
+                                  ("delete", deleted - decoded)):
+                costs[name].append(seconds)
+        return {name: statistics.median(values) for name, values in costs.items()}
 
     def with_deletes(self, delete_token: int, target: float = 0.10) -> tuple[float, float, float]:
         """Effective tokens per second when a bias on the delete token makes about 10% of steps
@@ -184,42 +211,61 @@ def report(args) -> str:
               "synthetic llama, 262,144-token vocabulary": wide}
     lines = []
     out = lines.append
-    natives = {name: native(llama_bench, path, args.tokens, args.runs) for name, path in models.items()}
-    first = next(iter(natives.values()))
     out("# backspace benchmark results\n")
     out(f"- machine: {cpu_name()}, {os.cpu_count()} cores, {THREADS} threads used")
-    out(f"- llama-cpp-python {llama_cpp.__version__}; llama.cpp build {first['build']} (llama-bench built from"
-        " the same vendored source)")
-    out(f"- {args.tokens} generated tokens, warm-up, then the median of {args.runs} runs\n")
-    out("| model | sampler | native tg (t/s) | ours, API (t/s) | ours / native | create_completion (t/s) |"
-        " ours / create_completion |")
-    out("|---|---|---|---|---|---|---|")
-    benches = {}
+    benches, rounds, build = {}, {}, ""
     for name, path in models.items():
         bench = benches[name] = Bench(path, args.tokens, args.runs)
-        llama = llama_cpp.Llama(str(path), n_ctx=2048, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
+        llama = llama_cpp.Llama(str(path), n_ctx=2048, n_threads=THREADS, n_threads_batch=THREADS, verbose=False,
+                                flash_attn=defaults.FLASH_ATTENTION)
+        natives = []
+
+        def native_tg(path=path) -> float:
+            natives.append(native(llama_bench, path, args.tokens))
+            return natives[-1]["tg"]
+
+        # pp512 comes from the same llama-bench run as the tg just before it.
+        measures = {"native": native_tg, "native pp512": lambda: natives[-1]["pp512"], "prefill": bench.prefill,
+                    "bare": bench.bare}
         for sampler_name, settings in SAMPLERS.items():
-            ours = median_of(args.runs, lambda: bench.ours(settings))
-            theirs = median_of(args.runs, lambda: bench.theirs(llama, settings))
-            tg = natives[name]["tg"]
-            out(f"| {name} | {sampler_name} | {tg:.1f} | {ours:.1f} | {ours / tg:.2f} | {theirs:.1f} |"
-                f" {ours / theirs:.2f} |")
+            measures[f"ours {sampler_name}"] = lambda settings=settings: bench.ours(settings)
+            measures[f"theirs {sampler_name}"] = lambda settings=settings: bench.theirs(llama, settings)
+        rounds[name] = interleaved(args.runs, measures)
+        build = natives[-1]["build"]
+        del llama
+    out(f"- llama-cpp-python {llama_cpp.__version__}; llama.cpp build {build} (llama-bench built from"
+        " the same vendored source)")
+    out(f"- {args.tokens} generated tokens; one warm-up round, then {args.runs} rounds that each run every"
+        " measure once, in turn; medians over the rounds, and each ratio is the median of the rounds' own ratios\n")
+    out("| model | sampler | native tg (t/s) | ours, API (t/s) | ours / native | create_completion (t/s) |"
+        " ours / create_completion | bare ctypes loop (t/s) | ours / bare |")
+    out("|---|---|---|---|---|---|---|---|---|")
+    for name, measured in rounds.items():
+        tg, bare = measured["native"], measured["bare"]
+        for sampler_name in SAMPLERS:
+            ours, theirs = measured[f"ours {sampler_name}"], measured[f"theirs {sampler_name}"]
+            out(f"| {name} | {sampler_name} | {statistics.median(tg):.1f} | {statistics.median(ours):.1f} |"
+                f" {median_ratio(ours, tg):.2f} | {statistics.median(theirs):.1f} | {median_ratio(ours, theirs):.2f} |"
+                f" {statistics.median(bare):.1f} | {median_ratio(ours, bare):.2f} |")
     out("\n| model | `backspace complete --format plain`, greedy (t/s) | ours / native tg |")
     out("|---|---|---|")
     for name, bench in benches.items():
         rate = bench.cli_plain()
-        out(f"| {name} | {rate:.1f} | {rate / natives[name]['tg']:.2f} |")
+        out(f"| {name} | {rate:.1f} | {rate / statistics.median(rounds[name]['native']):.2f} |")
     out("\n| model | our prefill, 512 tokens (t/s) | native pp512 (t/s) | ours / native |")
     out("|---|---|---|---|")
-    for name, bench in benches.items():
-        rate = bench.prefill()
-        out(f"| {name} | {rate:.1f} | {natives[name]['pp512']:.1f} | {rate / natives[name]['pp512']:.2f} |")
-    out("\n| model | decode step | sampling (default sampler) | share | one delete in the window | share |")
-    out("|---|---|---|---|---|---|")
+    for name, measured in rounds.items():
+        ours, theirs = measured["prefill"], measured["native pp512"]
+        out(f"| {name} | {statistics.median(ours):.1f} | {statistics.median(theirs):.1f} |"
+            f" {median_ratio(ours, theirs):.2f} |")
+    out("\n| model | decode step | sampling (default sampler) | share | saving the logits for rewind | share |"
+        " one delete in the window | share |")
+    out("|---|---|---|---|---|---|---|---|")
     for name, bench in benches.items():
         cost = bench.step_costs()
-        out(f"| {name} | {cost['decode'] * 1e3:.2f} ms | {cost['sample'] * 1e6:.0f} µs |"
-            f" {cost['sample'] / cost['decode']:.1%} | {cost['delete'] * 1e6:.0f} µs | {cost['delete'] / cost['decode']:.1%} |")
+        out(f"| {name} | {cost['decode'] * 1e3:.2f} ms |"
+            + "".join(f" {cost[part] * 1e6:.0f} µs | {cost[part] / cost['decode']:.1%} |"
+                      for part in ("sample", "save", "delete")))
     out("\n| model | delete-token bias | share of steps that were deletes | effective t/s (final tokens) |")
     out("|---|---|---|---|")
     for name, bench in benches.items():
@@ -239,7 +285,7 @@ def main() -> None:
     parser.add_argument("--smollm2", type=Path, default=Path(os.environ.get(
         "BACKSPACE_TEST_MODEL", CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")))
     parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     text = report(args)
     print(text)
