@@ -84,6 +84,18 @@ def test_a_wrong_rope_layout_would_be_caught(exported):
     assert np.abs(llama_logits(path, ids) - wrong).max() > 1e-2
 
 
+def test_the_recommended_sampling_is_written_where_backspace_reads_it(exported, tmp_path):
+    import export_gguf
+
+    from backspace_cli.session import unset_sampling
+    from backspace_cli.settings import Settings
+
+    recommended = {"temp": 1.25, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+    path = export_gguf.export_model(exported[0], tmp_path / "sampling.gguf", sampling=recommended)
+    resolved = unset_sampling(load_model(path, n_ctx=64, n_threads=1), Settings())
+    assert {name: resolved[name] for name in recommended} == recommended
+
+
 def expected_ids(text: str) -> list[int]:
     """Our vocabulary by hand: one token per printable character, UTF-8 bytes for the rest."""
     ids = []

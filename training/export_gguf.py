@@ -10,8 +10,19 @@ import vocab
 EXPORTER_VERSION = "backspace-tiny-export 1"
 
 
-def export(weights: Mapping[str, np.ndarray], config, path: str | Path, *, name: str = "backspace-tiny") -> Path:
-    """Write `weights` (a TinyLlama state dict as float32 numpy arrays) and `config` to `path`.
+# GGUF's recommended-sampling keys, by the name of the setting that backspace gives them.
+SAMPLING_KEYS = {
+    "temp": (gguf.Keys.General.SAMPLING_TEMP, "add_float32"),
+    "top_k": (gguf.Keys.General.SAMPLING_TOP_K, "add_int32"),
+    "top_p": (gguf.Keys.General.SAMPLING_TOP_P, "add_float32"),
+    "min_p": (gguf.Keys.General.SAMPLING_MIN_P, "add_float32"),
+}
+
+
+def export(weights: Mapping[str, np.ndarray], config, path: str | Path, *, name: str = "backspace-tiny",
+           sampling: Mapping[str, float] | None = None) -> Path:
+    """Write `weights` (a TinyLlama state dict as float32 numpy arrays) and `config` to `path`, with
+    `sampling` (temp, top_k, top_p, min_p) as the model's recommended sampling.
 
     PyTorch's Linear stores (out, in), which is the row-major layout llama.cpp expects, so tensors go
     in as they are; the RoPE layout needs no permutation because TinyLlama rotates adjacent pairs.
@@ -46,6 +57,9 @@ def export(weights: Mapping[str, np.ndarray], config, path: str | Path, *, name:
     writer.add_add_eos_token(False)
     writer.add_add_space_prefix(False)  # text round-trips exactly: no invented leading space
     writer.add_chat_template(vocab.CHAT_TEMPLATE)
+    for setting, value in (sampling or {}).items():
+        key, add = SAMPLING_KEYS[setting]
+        getattr(writer, add)(key, value)
 
     writer.add_uint32("backspace.delete_token_id", vocab.token_id(vocab.DELETE))
     writer.add_string("backspace.delete_token", vocab.DELETE)
