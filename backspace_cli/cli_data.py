@@ -1,4 +1,4 @@
-"""The data commands, `backspace synth` and `backspace eval`: click wiring only; the work is in synth.py and evaluate.py."""
+"""The data commands, `backspace synth` and `backspace eval`: click wiring only; the work is elsewhere."""
 import click
 
 from . import defaults

@@ -57,7 +57,7 @@ def test_a_resize_and_ctrl_c_during_a_reply_keep_it_and_ctrl_d_leaves(chat_termi
     terminal.press("Enter")
     terminal.wait_for(r"sea\.\n\S+ \S+ \S+")  # the reply has started streaming
     terminal.resize(60, 20)
-    terminal.wait_for(r"sea\.\n(\S+ ){12}")  # and goes on streaming in the narrower terminal
+    terminal.wait_for(r"sea\.\n(\S+\s+){12}")  # and goes on streaming (and wrapping) in the narrower terminal
     terminal.press("C-c")
     terminal.wait_for(r"(?m)interrupted\n>>>$")  # the partial reply stays, and the prompt is back
     terminal.type("/show")
