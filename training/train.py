@@ -3,9 +3,10 @@
     python training/train.py [--out backspace_cli/models/backspace-tiny.gguf]   (or: make demo-model)
 
 Two stages, both fed by `backspace synth`, with the errors masked out of the loss:
-1. random errors (any character where a digit should be) at a high rate: what the delete token is for;
-2. the stage-1 model's own plausible mistakes (`--strategy model:stage1.gguf`), at a low rate, mixed
-   with the stage-1 data: the near-miss digits that sampling really produces.
+1. wrong digits taken from the answer itself (`--strategy reply`), the slips that are hard to tell from
+   the truth, mixed with a few random characters;
+2. the stage-1 model's own plausible mistakes (`--strategy model:stage1.gguf`), the near-miss digits that
+   sampling really produces, mixed with more wrong digits from the answer.
 Everything is seeded: the same command with the same torch build gives the same file.
 """
 import argparse
@@ -15,7 +16,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,24 +46,29 @@ class Recipe:
     n_head: int = 4  # attention heads
     n_ff: int = 384  # feed-forward width
     context: int = 128  # longest sequence
-    stage1_steps: int = 3000  # steps on random errors
-    stage2_steps: int = 2000  # steps on the stage-1 model's own mistakes mixed with random ones
+    stage1_steps: int = 3500  # steps on wrong digits from the answer (and a few random characters)
+    stage2_steps: int = 3000  # steps on the stage-1 model's own mistakes, mixed with more wrong digits
     batch: int = 64  # sequences per step
     lr: float = 3e-3  # peak learning rate
     warmup: int = 200  # steps of linear warm-up, then cosine decay to lr / 10
     weight_decay: float = 0.1
-    error_rate: float = 0.15  # synth --rate: chance of an error before each answer token
-    # Plausible mistakes are rarer, or the model learns to delete right answers it is unsure of: every
-    # delete of a right token bans it, so a false alarm costs the whole answer.
-    own_error_rate: float = 0.03
-    stage3_steps: int = 600  # calibration: errors become rare, so the model deletes only what it is sure of
-    stage3_error_rate: float = 0.02  # random errors in stage 3
-    stage3_own_error_rate: float = 0.01  # the stage-2 model's own plausible mistakes in stage 3
+    reply_error_rate: float = 0.15  # synth --rate for wrong digits from the answer itself
+    random_error_rate: float = 0.05  # synth --rate for random characters
+    random_share: float = 0.25  # share of stage-1 samples that get random characters instead
+    own_error_rate: float = 0.10  # synth --rate for the stage-1 model's own mistakes
+    own_samples: int = 48_000  # stage-2 samples with the model's own mistakes (synth decodes for each error)
     max_errors: int = 2  # synth --max-errors
     error_tokens: int = 2  # synth --error-tokens: errors of up to this many tokens
     no_bos_share: float = 0.1  # share of sequences trained without BOS, for callers that leave it out
-    chat_share: float = 0.15  # stage 2: share of samples that are chats of 2 or 3 questions, for follow-ups
+    chat_share: float = 0.15  # share of wrong-digit and own-mistake samples that are chats of 2 or 3 questions
     threads: int = 2
+    # Written into the GGUF as the model's recommended sampling (general.sampling.*), which backspace
+    # uses unless told otherwise: at temperature 1.5 the model slips, and its deletes lift accuracy
+    # (README, "The built-in model"). Greedy decoding is more accurate still, with --temp 0.
+    sampling: dict = field(default_factory=lambda: {"temp": 1.5, "top_k": 0, "top_p": 1.0, "min_p": 0.0})
+
+
+LENGTH_POOL = 32  # batches whose samples are sorted by length together
 
 
 def log(message: str) -> None:
@@ -107,14 +113,24 @@ def synth_data(tasks: list[dict], strategy: str, tokenizer: Path, recipe: Recipe
 
 
 def batches(samples: list[dict], recipe: Recipe, rng: np.random.Generator):
-    """Endless shuffled batches, padded to their longest sequence; labels IGNORE on padding."""
+    """Endless shuffled batches, padded to their longest sequence; labels IGNORE on padding.
+
+    Each batch holds samples of about the same length (sorted within pools of LENGTH_POOL batches),
+    or the few long chats would pad every batch to several times the length of a single question."""
     pad = vocab.token_id(vocab.EOS)
     bos = vocab.token_id(vocab.BOS)
+    lengths = np.array([len(sample["input_ids"]) for sample in samples])
+    pool = recipe.batch * LENGTH_POOL
     while True:
         order = rng.permutation(len(samples))
-        for start in range(0, len(order) - recipe.batch + 1, recipe.batch):
+        groups = []
+        for start in range(0, len(order), pool):
+            chunk = order[start : start + pool]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            groups += [chunk[i : i + recipe.batch] for i in range(0, len(chunk) - recipe.batch + 1, recipe.batch)]
+        for group in rng.permutation(len(groups)):
             rows = []
-            for index in order[start : start + recipe.batch]:
+            for index in groups[group]:
                 ids, labels = samples[index]["input_ids"], samples[index]["labels"]
                 if ids[0] == bos and rng.random() < recipe.no_bos_share:
                     ids, labels = ids[1:], labels[1:]
@@ -169,13 +185,17 @@ def make_probe(model: TinyLlama, samples: list[dict]):
     def probe() -> str:
         model.eval()
         exact = caught = errors = false = clean = 0
+        # What sampling at temperature 1.5 would do: delete after a slip, and not after a right token.
+        p_after_error = p_after_clean = 0.0
         for start in range(0, len(x), 256):
             width = max(len(ids) for ids in x[start : start + 256])
             ids = torch.full((len(x[start : start + 256]), width), 0, dtype=torch.long)
             labels = torch.full_like(ids, IGNORE)
             for row, (i, l) in enumerate(zip(x[start : start + 256], y[start : start + 256])):
                 ids[row, : len(i)], labels[row, : len(l)] = torch.tensor(i), torch.tensor(l)
-            guess = model(ids)[:, :-1].argmax(-1)
+            logits = model(ids)[:, :-1]
+            guess = logits.argmax(-1)
+            p_delete = torch.softmax(logits / 1.5, -1)[..., delete]
             target = labels[:, 1:]
             learned = target != IGNORE
             exact += ((guess == target) | ~learned).all(-1).sum().item()
@@ -185,9 +205,12 @@ def make_probe(model: TinyLlama, samples: list[dict]):
             clean_positions = learned & (target != delete)
             false += (clean_positions & (guess == delete)).sum().item()
             clean += clean_positions.sum().item()
+            p_after_error += p_delete[is_delete].sum().item()
+            p_after_clean += p_delete[clean_positions].sum().item()
         model.train()
         return (f"| held-out: all tokens right {exact / len(x):.3f}, errors caught {caught / max(1, errors):.3f}, "
-                f"false deletes {false / max(1, clean):.4f}")
+                f"false deletes {false / max(1, clean):.4f}; at temp 1.5 p(delete) after an error "
+                f"{p_after_error / max(1, errors):.3f}, elsewhere {p_after_clean / max(1, clean):.4f}")
 
     return probe
 
@@ -213,16 +236,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps only: a smoke test of the pipeline")
     parser.add_argument("--from-stage1", type=Path, metavar="GGUF",
                         help="skip stage 1: start stage 2 from this stage-1 export (BUILD/stage1.gguf)")
-    parser.add_argument("--from-stage2", type=Path, metavar="GGUF",
-                        help="skip stages 1 and 2: start stage 3 from this stage-2 export (BUILD/stage2.gguf)")
     args = parser.parse_args()
     recipe = Recipe()
     if args.quick:
-        recipe.stage1_steps, recipe.stage2_steps, recipe.stage3_steps = 20, 20, 20
-    sizes = (recipe.stage1_steps * recipe.batch, recipe.stage2_steps * recipe.batch, 1000,
-             recipe.stage3_steps * recipe.batch)
+        recipe.stage1_steps, recipe.stage2_steps = 20, 20
+    sizes = (recipe.stage1_steps * recipe.batch, recipe.own_samples, 1000)
     if args.quick:
-        sizes = (2000, 1000, 200, 1000)
+        sizes = (2000, 1000, 200)
     build = args.build
     build.mkdir(parents=True, exist_ok=True)
     log(f"recipe: {json.dumps(asdict(recipe))}")
@@ -237,48 +257,35 @@ def main() -> None:
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
     tokenizer = export_gguf.export_model(model, build / "init.gguf")  # the vocabulary, for synth
 
-    stage1 = synth_data(arithmetic.tasks(sizes[0], recipe.seed + 1, False), "random", tokenizer, recipe,
-                        recipe.seed + 1, build, "stage1", recipe.error_rate)
-    held_out = synth_data(arithmetic.tasks(sizes[2], recipe.seed + 2, True), "random", tokenizer, recipe,
-                          recipe.seed + 2, build, "heldout", recipe.error_rate)
-    probe = make_probe(model, held_out)
-    # One cosine schedule over stages 1 and 2, whose tail stage 3 extends (lr ends at lr / 10 either way);
-    # each stage has its own optimizer and its own data order.
-    total = recipe.stage1_steps + recipe.stage2_steps
-    extended = total + recipe.stage3_steps
-    if args.from_stage2:
-        load_weights(model, args.from_stage2)
-        stage2_model = args.from_stage2
-        log(f"stages 1 and 2 from {stage2_model} {probe()}")
-    else:
-        if args.from_stage1:
-            load_weights(model, args.from_stage1)
-            stage1_model = args.from_stage1
-            log(f"stage 1 from {stage1_model} {probe()}")
-        else:
-            train(model, stage1, recipe.stage1_steps, recipe, rng, 0, total, make_optimizer(model, recipe), probe)
-            stage1_model = export_gguf.export_model(model, build / "stage1.gguf")
-        stage2_tasks = as_chats(arithmetic.tasks(sizes[1], recipe.seed + 3, False), recipe, recipe.seed + 3)
-        own = synth_data(stage2_tasks, f"model:{stage1_model}", stage1_model, recipe, recipe.seed + 3, build,
-                         "stage2", recipe.own_error_rate)
-        mixed = own + stage1[: len(own)]
-        train(model, mixed, recipe.stage2_steps, recipe, np.random.default_rng(recipe.seed + 4), recipe.stage1_steps,
-              total, make_optimizer(model, recipe), probe)
-        stage2_model = export_gguf.export_model(model, build / "stage2.gguf")
+    def wrong_digits(count: int, seed: int, name: str, evaluation: bool = False) -> list[dict]:
+        tasks = as_chats(arithmetic.tasks(count, seed, evaluation), recipe, seed)
+        return synth_data(tasks, "reply", tokenizer, recipe, seed, build, name, recipe.reply_error_rate)
 
-    # Stage 3: every delete of a right token bans it and costs the answer, so the model must delete
-    # only what it is sure of; with errors rare in the data, its delete probability is small elsewhere.
-    half = sizes[3] // 2
-    rare = synth_data(as_chats(arithmetic.tasks(half, recipe.seed + 5, False), recipe, recipe.seed + 5), "random",
-                      tokenizer, recipe, recipe.seed + 5, build, "stage3-random", recipe.stage3_error_rate)
-    rare_own = synth_data(as_chats(arithmetic.tasks(half, recipe.seed + 6, False), recipe, recipe.seed + 6),
-                          f"model:{stage2_model}", stage2_model, recipe, recipe.seed + 6, build, "stage3-own",
-                          recipe.stage3_own_error_rate)
-    train(model, rare + rare_own, recipe.stage3_steps, recipe, np.random.default_rng(recipe.seed + 7),
-          total, extended, make_optimizer(model, recipe), probe)
+    held_out = wrong_digits(sizes[2], recipe.seed + 2, "heldout", evaluation=True)
+    probe = make_probe(model, held_out)
+    # One cosine schedule over both stages; each stage has its own optimizer and its own data order.
+    total = recipe.stage1_steps + recipe.stage2_steps
+    if args.from_stage1:
+        load_weights(model, args.from_stage1)
+        stage1_model = args.from_stage1
+        log(f"stage 1 from {stage1_model} {probe()}")
+    else:
+        random_count = int(sizes[0] * recipe.random_share)
+        stage1 = wrong_digits(sizes[0] - random_count, recipe.seed + 1, "stage1-reply")
+        stage1 += synth_data(arithmetic.tasks(random_count, recipe.seed + 5, False), "random", tokenizer, recipe,
+                             recipe.seed + 5, build, "stage1-random", recipe.random_error_rate)
+        train(model, stage1, recipe.stage1_steps, recipe, rng, 0, total, make_optimizer(model, recipe), probe)
+        stage1_model = export_gguf.export_model(model, build / "stage1.gguf")
+
+    stage2_tasks = as_chats(arithmetic.tasks(sizes[1], recipe.seed + 3, False), recipe, recipe.seed + 3)
+    own = synth_data(stage2_tasks, f"model:{stage1_model}", stage1_model, recipe, recipe.seed + 3, build,
+                     "stage2-own", recipe.own_error_rate)
+    mixed = own + wrong_digits(len(own), recipe.seed + 4, "stage2-reply")
+    train(model, mixed, recipe.stage2_steps, recipe, np.random.default_rng(recipe.seed + 4), recipe.stage1_steps,
+          total, make_optimizer(model, recipe), probe)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    export_gguf.export_model(model, args.out)
+    export_gguf.export_model(model, args.out, sampling=recipe.sampling)
     log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
 
 
