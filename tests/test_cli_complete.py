@@ -80,6 +80,14 @@ def test_unset_sampling_options_take_the_models_recommendation(tmp_path, tiny_ll
     assert complete("-m", greedy_model, "--seed", 1, "--temp", 5, *common).output != greedy
 
 
+def test_a_recommendation_that_is_not_a_number_is_a_one_line_error(tmp_path):
+    model = tiny_models.build_llama(tmp_path / "odd.gguf", recommended_temp="warm")
+    result = complete("-m", model, "-n", 2, "hi")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["Error: odd.gguf: its general.sampling.temp is 'warm', not a number"]
+    assert complete("-m", model, "--temp", 0, "-n", 2, "hi").exit_code == 0  # an explicit option needs none
+
+
 def test_a_model_without_a_delete_token_gets_one_notice(tiny_llama_without_delete_path):
     result = complete("-m", tiny_llama_without_delete_path, "-n", 4, "the water")
     assert result.exit_code == 0

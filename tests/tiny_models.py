@@ -59,12 +59,14 @@ def build_llama(
     n_head_kv: int = 2,
     context: int = 512,
     seed: int = 0,
-    recommended_temp: float | None = None,
+    recommended_temp: float | str | None = None,  # a string writes the key with the wrong type
 ) -> Path:
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(path), "llama")
     n_vocab = _tokenizer(writer, delete_token, chat_template)
-    if recommended_temp is not None:
+    if isinstance(recommended_temp, str):
+        writer.add_string(gguf.Keys.General.SAMPLING_TEMP, recommended_temp)
+    elif recommended_temp is not None:
         writer.add_float32(gguf.Keys.General.SAMPLING_TEMP, recommended_temp)
     head_dim = n_embd // n_head
     n_ff = 2 * n_embd
