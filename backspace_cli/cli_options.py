@@ -56,16 +56,19 @@ OPTIONS = [
 ]
 
 
-def engine_options(command):
-    for option in reversed(OPTIONS):
-        command = option(command)
-    return command
+def _stacked(options: list):
+    """One decorator that applies `options` in order, as if each were written above the command."""
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
-def sampling_options(command):
-    for option in reversed(SAMPLING_OPTIONS):
-        command = option(command)
-    return command
+engine_options = _stacked(OPTIONS)
+sampling_options = _stacked(SAMPLING_OPTIONS)
 
 
 def settings_from(options: dict) -> Settings:

@@ -149,7 +149,7 @@ class Evaluator:
     def answer(self, prompt: list[int], setting: Setting, seed: int, task: Task) -> Outcome:
         o = self.options
         sampler = make_sampler(0.0 if setting.greedy else o.temp, o.top_k, o.top_p, o.min_p, seed)
-        rules = delete_rules(self.delete_token, enabled=setting.deletes, greedy=setting.greedy or o.temp == 0)
+        rules = delete_rules(self.delete_token, enabled=setting.deletes, greedy=setting.greedy)
         done = None
         for event in self.engine.generate(prompt, sampler=sampler, max_tokens=o.max_tokens, rules=rules):
             done = event
@@ -213,11 +213,6 @@ class PairedComparison:
     only_without: int  # tasks right without deletes and wrong with them
     p_value: float  # exact McNemar test: how often chance alone would split the discordant pairs so unevenly
 
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["ci95"] = list(self.ci95)
-        return data
-
 
 def compare(enabled: SettingReport, banned: SettingReport) -> PairedComparison:
     n = len(enabled.outcomes)
@@ -255,7 +250,7 @@ def report_json(model_path: str, tasks: list[Task], options: EvalOptions, report
         "delete_token": delete_token,
         "options": asdict(options),
         "settings": [report.to_json() for report in reports],
-        "comparisons": [comparison.to_json() for comparison in comparisons(reports)],
+        "comparisons": [asdict(comparison) for comparison in comparisons(reports)],
     }
 
 
