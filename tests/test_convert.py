@@ -18,8 +18,8 @@ from backspace_convert.verify import check_logits
 DELETE = tiny_models.DELETE
 
 
-# Files are read with open_gguf: gguf-py's GGUFReader with faster reads (the test below shows it reads
-# SmolLM2 exactly as the stock reader does), since the stock one takes seconds per SmolLM2 parse.
+# Files are read with open_gguf: gguf-py's GGUFReader with faster reads and lazy arrays (the test below
+# shows it reads SmolLM2 exactly as the stock reader does), since the stock one takes seconds per SmolLM2 parse.
 def metadata(path):
     reader = open_gguf(path)
     return {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
@@ -34,8 +34,11 @@ def test_the_guarded_reader_reads_smollm2_exactly_as_gguf_py_does(smollm2_path):
     stock, guarded = gguf.GGUFReader(smollm2_path), open_gguf(smollm2_path)
     assert list(stock.fields) == list(guarded.fields)
     for name, field in stock.fields.items():
-        assert guarded.fields[name].types == field.types and guarded.fields[name].contents() == field.contents()
-        assert guarded.fields[name].offset == field.offset
+        ours = guarded.fields[name]
+        assert (ours.offset, ours.types, list(ours.data)) == (field.offset, field.types, list(field.data)), name
+        assert ours.contents() == field.contents() and ours.contents(len(field.data) - 1) == field.contents(len(field.data) - 1)
+        # the same parts, though an array's are made only when asked for
+        assert [(part.dtype, part.tobytes()) for part in ours.parts] == [(part.dtype, part.tobytes()) for part in field.parts]
     assert [(t.name, t.tensor_type, list(t.shape), t.data_offset, t.n_bytes) for t in stock.tensors] == [
         (t.name, t.tensor_type, list(t.shape), t.data_offset, t.n_bytes) for t in guarded.tensors
     ]
