@@ -136,7 +136,7 @@ def mean_row(reader: gguf.GGUFReader, tensor) -> np.ndarray:
             count = min(per_chunk, n_rows - start)
             raw = os.pread(fd, count * size, tensor.data_offset + start * size)
             rows = decode_rows(np.frombuffer(raw, dtype=np.uint8).reshape(count, size), qtype, n_embd, reader.endianess)
-            total += rows.sum(axis=0, dtype=np.float64)
+            total += rows.sum(axis=0)  # float32 within a chunk, float64 across chunks
     finally:
         os.close(fd)
     return (total / n_rows).astype(np.float32)

@@ -13,6 +13,7 @@ import tiny_models
 from backspace_cli.model import load_model
 from backspace_convert import ConvertError, ConvertSpec, convert_file, inspect_model, open_gguf
 from backspace_convert.copy import field_spans
+from backspace_convert.sink import GGUFSink
 from backspace_convert.verify import check_logits
 
 DELETE = tiny_models.DELETE
@@ -355,3 +356,20 @@ def test_the_structure_check_catches_a_changed_output(tiny_llama_without_delete_
     broken.write_bytes(data)
     with pytest.raises(ConvertError, match="the key llama.context_length changed"):
         check_structure(source, broken, result.edit)
+
+
+V = gguf.GGUFValueType
+ARRAYS = [(V.STRING, ["a", "", "Ġwörd", "<|delete|>"]), (V.INT32, [1, -2, 3]), (V.UINT8, [0, 255]), (V.INT8, [-128, 5]),
+          (V.UINT16, [7, 65535]), (V.INT16, [-3, 4]), (V.UINT32, [2**32 - 1]), (V.UINT64, [2**64 - 1]), (V.INT64, [-(2**63)]),
+          (V.FLOAT32, [0.1, -2.5, 1e30]), (V.FLOAT64, [0.1]), (V.BOOL, [True, False])]
+
+
+@pytest.mark.parametrize("endianess", [gguf.GGUFEndian.LITTLE, gguf.GGUFEndian.BIG], ids=lambda e: e.name)
+@pytest.mark.parametrize("sub_type, values", ARRAYS, ids=[sub_type.name for sub_type, _ in ARRAYS])
+def test_changed_arrays_are_packed_into_the_bytes_gguf_py_packs(sub_type, values, endianess, tmp_path):
+    sink = GGUFSink(tmp_path / "out.gguf", "llama", endianess, 32)
+    try:
+        assert sink.pack_value(values, V.ARRAY, sub_type) == sink._pack_val(values, V.ARRAY, add_vtype=True, sub_type=sub_type)
+        assert sink.pack_value(7, V.UINT32, None) == sink._pack_val(7, V.UINT32, add_vtype=True)
+    finally:
+        sink.close()

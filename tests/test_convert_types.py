@@ -5,6 +5,9 @@ import pytest
 
 import convert_models
 from backspace_convert import ConvertSpec, convert_file, open_gguf
+from backspace_convert.quantize import decode_rows, encode_row
+
+LITTLE = gguf.GGUFEndian.LITTLE
 
 Q = gguf.GGMLQuantizationType
 # The largest error a new row may have, relative to the largest value in it, per bits of precision.
@@ -52,9 +55,17 @@ def test_tied_embeddings_grow_only_token_embd(qtype, tmp_path):
     )
 
 
+@pytest.mark.parametrize("qtype", convert_models.TYPES, ids=lambda q: q.name)
+def test_rows_decode_through_ggml_exactly_as_gguf_py_decodes_them(qtype):
+    values = np.random.default_rng(0).standard_normal((3, 256)).astype(np.float32)
+    raw = np.frombuffer(b"".join(encode_row(row, qtype, LITTLE) for row in values), dtype=np.uint8).reshape(3, -1)
+    expected = decode(raw.view(np.uint8), qtype).reshape(3, 256).astype(np.float32)
+    assert np.array_equal(decode_rows(raw, qtype, 256, LITTLE).view(np.uint32), expected.view(np.uint32))
+
+
 def decode(data: np.ndarray, qtype: Q) -> np.ndarray:
     if qtype in (Q.F32, Q.F16):
-        return data.astype(np.float32)
+        return data.view(np.float32 if qtype == Q.F32 else np.float16).astype(np.float32)
     return gguf.quants.dequantize(data, qtype)
 
 
