@@ -1,18 +1,19 @@
 """Benchmark of `backspace convert` (not a test): time against cp, peak memory, and where the time goes.
 
-    python bench/bench_convert.py [--smollm2 PATH] [--cache DIR]
+    python bench/bench_convert.py [--smollm2 PATH] [--cache DIR] [--rounds N]
 
 Builds, once, a synthetic GGUF of over 2 GB with a Llama-3-sized tokenizer (128,256 tokens and
 280,147 merges, F16 token_embd and output of 128,256 x 4,096) in ~/.cache/backspace/bench, then, for
 it and for SmolLM2-135M-Instruct, prints: the convert time next to `cp` of the same file, the peak RSS
 of the converting process, and the split between parsing the metadata, planning (vocabulary and new
-rows), writing the metadata, copying the tensors and checking the output. Each conversion runs in its
-own process, so that its peak RSS (getrusage ru_maxrss) is its own.
+rows), writing the metadata, copying the tensors, checking the output and making it durable. Each
+conversion runs in its own process, so that its peak RSS (VmHWM) is its own.
 """
 import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -94,9 +95,14 @@ def build_synthetic(path: Path) -> None:
     writer.close()
 
 
-def time_cp(source: Path, target: Path) -> float:
+def time_cp(source: Path, target: Path, durable: bool) -> float:
+    """cp of the file; with `durable`, followed by an fsync of the copy, which convert's output gets."""
     started = time.perf_counter()
     subprocess.run(["cp", str(source), str(target)], check=True)
+    if durable:
+        fd = os.open(target, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
     seconds = time.perf_counter() - started
     target.unlink()
     return seconds
@@ -115,27 +121,42 @@ def measure(source: Path, work: Path, init: str) -> dict:
     return result
 
 
-def report(name: str, source: Path, work: Path) -> None:
+def quietly(measure_once):
+    """Each run starts with no writeback pending from the one before: the disk's backlog is the
+    largest source of noise here (cp of the same file took 0.6 to 4 s back to back without this)."""
+    os.sync()
+    return measure_once()
+
+
+def report(name: str, source: Path, work: Path, rounds: int) -> None:
     size = source.stat().st_size
-    subprocess.run(["cat", str(source)], stdout=subprocess.DEVNULL, check=True)  # both start from a warm cache
-    cp = min(time_cp(source, work / "cp-copy.gguf") for _ in range(2))
-    print(f"\n{name}: {source.name}, {size / 1e9:.2f} GB")
+    subprocess.run(["cat", str(source)], stdout=subprocess.DEVNULL, check=True)  # all start from a warm cache
+    runs = {"cp": [], "cp+fsync": [], "mean": [], "zero": []}
+    for _ in range(rounds):  # interleaved, so that a drift in the machine touches every measure alike
+        runs["cp"].append(quietly(lambda: time_cp(source, work / "cp-copy.gguf", durable=False)))
+        runs["cp+fsync"].append(quietly(lambda: time_cp(source, work / "cp-copy.gguf", durable=True)))
+        for init in ("mean", "zero"):
+            runs[init].append(quietly(lambda: measure(source, work, init)))
+    cp, durable_cp = statistics.median(runs["cp"]), statistics.median(runs["cp+fsync"])
+    print(f"\n{name}: {source.name}, {size / 1e9:.2f} GB; medians of {rounds} interleaved rounds")
     print(f"  cp                                 {cp:6.2f} s")
+    print(f"  cp, then fsync of the copy         {durable_cp:6.2f} s")
     for init in ("mean", "zero"):
-        result = measure(source, work, init)
-        t = result["timings"]
-        print(f"  convert (append, --init {init:4})     {result['seconds']:6.2f} s  = {result['seconds'] / cp:.1f} x cp"
-              f"   (process with imports: {result['process_seconds']:.2f} s)")
+        result = min(runs[init], key=lambda run: abs(run["seconds"] - statistics.median(r["seconds"] for r in runs[init])))
+        t, seconds = result["timings"], result["seconds"]
+        print(f"  convert (append, --init {init:4})     {seconds:6.2f} s  = {seconds / cp:.1f} x cp,"
+              f" {seconds / durable_cp:.1f} x cp+fsync   (process with imports: {result['process_seconds']:.2f} s)")
         print(f"    peak RSS {result['peak_kb'] / 1024:.0f} MB (after imports: {result['baseline_kb'] / 1024:.0f} MB)")
         print(f"    parse metadata {t['parse']:.2f} s | plan (vocabulary, new rows) {t['plan']:.2f} s"
               f" | write metadata {t['write_metadata']:.2f} s | copy tensors {t['copy_tensors']:.2f} s"
-              f" | check output {t['verify']:.2f} s")
+              f" | check output {t['verify']:.2f} s | close, fsync and rename {t['close'] + t['sync']:.2f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smollm2", type=Path, default=Path(os.environ.get("BACKSPACE_TEST_MODEL", SMOLLM2)))
     parser.add_argument("--cache", type=Path, default=CACHE / "bench")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     synthetic = args.cache / SYNTHETIC
@@ -149,9 +170,9 @@ def main() -> None:
     free = shutil.disk_usage(work).free
     if free < 3 * synthetic.stat().st_size:
         sys.exit(f"need {3 * synthetic.stat().st_size / 1e9:.1f} GB free in {work}, have {free / 1e9:.1f} GB")
-    report("synthetic Llama-3-vocabulary model", synthetic, work)
+    report("synthetic Llama-3-vocabulary model", synthetic, work, args.rounds)
     if args.smollm2.is_file():
-        report("SmolLM2-135M-Instruct", args.smollm2, work)
+        report("SmolLM2-135M-Instruct", args.smollm2, work, args.rounds)
     else:
         print(f"\nSmolLM2 not found at {args.smollm2}: run `make models`")
 

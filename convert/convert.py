@@ -26,7 +26,7 @@ class Result:
     output: Path | None  # None: nothing was written (the input was already converted)
     edit: Edit
     logits: LogitsCheck | None = None  # set by --check
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: parse, plan, write, verify, check
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: parse, plan, write, close, verify, check, sync
 
     @property
     def mode(self) -> str:
@@ -71,7 +71,9 @@ def convert_file(
             on_bytes = progress(tensor_bytes(reader)) if progress is not None else None
             copy_with_delete_token(reader, sink, edit, on_bytes, timings)
         finally:
-            sink.close()
+            closing = time.perf_counter()
+            sink.close()  # the kernel may write the file back here rather than at the fsync
+        timings["close"] = time.perf_counter() - closing
         source_layout = layout(reader)
         del reader  # its per-string arrays go before the output's are parsed: peak memory is one reader
         # Both checks run before the rename, so an output that fails them never appears.
@@ -84,5 +86,7 @@ def convert_file(
             n_vocab = edit.token_id if edit.mode == "append" else source_layout.n_vocab
             logits = check_logits(source, temporary, n_vocab)
             timings["check"] = time.perf_counter() - started
+        started = time.perf_counter()
+    timings["sync"] = time.perf_counter() - started  # fsync and rename, as the block above closes
     return Result(source, target, edit, logits, timings)
 
