@@ -19,6 +19,9 @@ def greedy(logits: np.ndarray) -> int:
 # weights through the caches, each numpy call costs several times what it does warm; a loop over a
 # few floats makes fewer calls (bench/NOTES.md).
 FEW_CANDIDATES = 64
+# Up to this many logits, a processor changes them one by one: fancy indexing builds index and value
+# arrays, which cost 51 µs a step against 20 µs for a loop on the 262k-vocabulary model.
+FEW_UPDATES = 16
 
 
 def make_sampler(temp: float, top_k: int, top_p: float, min_p: float, seed: int | None) -> Sampler:
@@ -100,6 +103,15 @@ def make_repeat_penalty(penalty: float, last_n: int) -> LogitsProcessor | None:
 def make_logit_bias(bias: dict[int, float]) -> LogitsProcessor | None:
     if not bias:
         return None
+    if len(bias) <= FEW_UPDATES:
+        pairs = list(bias.items())
+
+        def apply_few(tokens: Sequence[int], logits: np.ndarray) -> np.ndarray:
+            for token, value in pairs:
+                logits[token] += value
+            return logits
+
+        return apply_few
     ids = np.fromiter(bias.keys(), dtype=np.int64)
     values = np.fromiter(bias.values(), dtype=np.float32)
 

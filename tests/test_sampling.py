@@ -52,6 +52,15 @@ def test_logit_bias_adds_to_the_named_tokens():
     assert biased[3] == 8.0 and biased[0] == 0.0 and biased[1] == 5.0
 
 
+def test_a_large_logit_bias_adds_exactly_what_a_small_one_does():
+    logits = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    bias = {token: 0.1 * token for token in range(0, 1000, 25)}  # 40 entries: past the one-by-one loop
+    expected = logits.copy()
+    for token, value in bias.items():
+        expected[token] += np.float32(value)
+    assert np.array_equal(make_logit_bias(bias)([], logits.copy()), expected)
+
+
 def test_repeat_penalty_shrinks_recent_tokens_like_llama_cpp():
     penalised = make_repeat_penalty(2.0, last_n=2)([0, 1, 3, 3], LOGITS.copy())
     assert penalised[3] == -4.0  # negative logits are multiplied
