@@ -58,11 +58,16 @@ def native(binary: str, model: Path, tokens: int) -> dict:
 
 def interleaved(runs: int, measures: dict) -> dict:
     """Each measure once per round, round after round, after one warm-up round: a slow spell of the
-    machine (this one is a shared VM) then hits every measure of that round alike."""
+    machine (this one is a shared VM) then hits every measure of that round alike. The order rotates
+    from round to round, so that no measure always follows the same one (llama-bench, say)."""
     for measure in measures.values():
         measure()
-    rounds = [{name: measure() for name, measure in measures.items()} for _ in range(runs)]
-    return {name: [round_[name] for round_ in rounds] for name in measures}
+    names = list(measures)
+    rounds = []
+    for round_number in range(runs):
+        shift = round_number % len(names)
+        rounds.append({name: measures[name]() for name in names[shift:] + names[:shift]})
+    return {name: [round_[name] for round_ in rounds] for name in names}
 
 
 def median_ratio(numerators: list[float], denominators: list[float]) -> float:
@@ -231,19 +236,19 @@ def report(args) -> str:
             natives.append(native(llama_bench, path, args.tokens))
             return natives[-1]["tg"]
 
-        # pp512 comes from the same llama-bench run as the tg just before it.
-        measures = {"native": native_tg, "native pp512": lambda: natives[-1]["pp512"], "prefill": bench.prefill,
-                    "bare": bench.bare}
+        measures = {"native": native_tg, "prefill": bench.prefill, "bare": bench.bare}
         for sampler_name, settings in SAMPLERS.items():
             measures[f"ours {sampler_name}"] = lambda settings=settings: bench.ours(settings)
             measures[f"theirs {sampler_name}"] = lambda settings=settings: bench.theirs(llama, settings)
         rounds[name] = interleaved(args.runs, measures)
+        rounds[name]["native pp512"] = [run["pp512"] for run in natives[-args.runs:]]  # from each round's tg run
         build = natives[-1]["build"]
         del llama
     out(f"- llama-cpp-python {llama_cpp.__version__}; llama.cpp build {build} (llama-bench built from"
         " the same vendored source)")
     out(f"- {args.tokens} generated tokens; one warm-up round, then {args.runs} rounds that each run every"
-        " measure once, in turn; medians over the rounds, and each ratio is the median of the rounds' own ratios\n")
+        " measure once, in an order that rotates from round to round; medians over the rounds, and each"
+        " ratio is the median of the rounds' own ratios\n")
     out("| model | sampler | native tg (t/s) | ours, API (t/s) | ours / native | create_completion (t/s) |"
         " ours / create_completion | bare ctypes loop (t/s) | ours / bare |")
     out("|---|---|---|---|---|---|---|---|---|")

@@ -95,7 +95,7 @@ class GuardedReader(gguf.GGUFReader):
 
     def _lazy_array(self, start: int, name: str, head: list, offs: int) -> "LazyArrayField | None":
         """An array of strings or of one numeric type, or None for what gguf-py's own loop should
-        parse: an empty array, or an array of arrays."""
+        parse: an empty array, an array of arrays, or an unknown item type (which it refuses)."""
         item_type, length = self._get(offs, np.uint32), self._get(offs + 4, np.uint64)
         kind, count = int(item_type[0]), int(length[0])
         if count == 0 or kind not in MIN_ITEM_BYTES or kind == ARRAY:
