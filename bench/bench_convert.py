@@ -156,7 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smollm2", type=Path, default=Path(os.environ.get("BACKSPACE_TEST_MODEL", SMOLLM2)))
     parser.add_argument("--cache", type=Path, default=CACHE / "bench")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     synthetic = args.cache / SYNTHETIC
