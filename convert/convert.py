@@ -75,7 +75,7 @@ def convert_file(
             sink.close()  # the kernel may write the file back here rather than at the fsync
         timings["close"] = time.perf_counter() - closing
         source_layout = layout(reader)
-        del reader  # its per-string arrays go before the output's are parsed: peak memory is one reader
+        del reader  # its string offsets go before the output's are parsed: peak memory is one reader
         # Both checks run before the rename, so an output that fails them never appears.
         started = time.perf_counter()
         check_structure(source_layout, temporary, edit)

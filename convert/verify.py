@@ -17,8 +17,8 @@ SPOT_BYTES = 4096  # bytes compared at the start and end of every tensor
 @dataclass(frozen=True)
 class Layout:
     """What the structure check needs of the input, without its parsed metadata arrays: the input's
-    reader can be freed before the output's is built, so the two never hold their per-string arrays
-    (about 120 MB each for a Llama-3 tokenizer) at once."""
+    reader can be freed before the output's is built, so the two never hold their string offsets and
+    decoded tokens at once."""
 
     data: np.ndarray  # the input file, memory-mapped
     alignment: int
