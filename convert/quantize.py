@@ -125,13 +125,17 @@ def _libggml():
 def _to_float(qtype: Q):
     """ggml's decoder of `qtype` rows into float32: (source, destination, count) -> None, or None."""
     if qtype not in _TO_FLOAT:
+        import llama_cpp
+
         library = _libggml()
         if qtype is Q.F16:  # the CPU backend's are vectorised; the base library's are scalar
             address = ctypes.cast(library.ggml_cpu_fp16_to_fp32, ctypes.c_void_p).value
         elif qtype is Q.BF16:
             address = ctypes.cast(library.ggml_cpu_bf16_to_fp32, ctypes.c_void_p).value
-        else:
+        elif int(qtype) < llama_cpp.GGML_TYPE_COUNT:  # ggml aborts on a type it does not know
             address = library.ggml_get_type_traits(int(qtype)).contents.to_float
+        else:
+            address = None
         _TO_FLOAT[qtype] = _ROW_DECODER(address) if address else None
     return _TO_FLOAT[qtype]
 
