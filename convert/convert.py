@@ -26,7 +26,8 @@ class Result:
     output: Path | None  # None: nothing was written (the input was already converted)
     edit: Edit
     logits: LogitsCheck | None = None  # set by --check
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: parse, plan, write, close, verify, check, sync
+    # seconds: parse, plan, write_metadata, copy_tensors, close, verify, check, sync
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:

@@ -3,8 +3,9 @@
 gguf-py's writer re-packs every value in Python, one struct.pack per string: for a Llama-3 tokenizer
 that is 400,000 calls for keys we do not change. Copying an unchanged key's bytes keeps its value and
 type exactly, by construction, and costs one memcpy. The arrays a conversion does change (tokens,
-their types and scores) are packed in bulk, into the same bytes as gguf-py's `_pack_val` (tested). Tensor data moves with os.copy_file_range, in the
-kernel: no tensor byte passes through Python, and none stays resident in this process.
+their types and scores) are packed in bulk, into the same bytes as gguf-py's `_pack_val` (tested).
+Tensor data moves with os.copy_file_range, in the kernel: no tensor byte passes through Python, and
+none stays resident in this process.
 """
 import errno
 import os
