@@ -1,6 +1,6 @@
 """A model opened for generation: its engine, its delete token, and the sampler built from settings."""
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backspace_convert.keys import DELETE_MARKER, DELETE_TOKEN_ID
 from gguf.constants import Keys
@@ -97,7 +97,6 @@ class Session:
     """What `complete` and `chat` share: one loaded model and the settings to sample it with."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.model = load_model(
             model_path(settings),
             n_ctx=settings.ctx_size,
@@ -105,7 +104,7 @@ class Session:
             n_gpu_layers=settings.gpu_layers,
             verbose=settings.verbose,
         )
-        vars(settings).update(unset_sampling(self.model, settings))
+        self.settings = replace(settings, **unset_sampling(self.model, settings))
         self.engine = Engine(self.model)
         self.delete_token = find_delete_token(self.model, settings.delete_token)
         self.logit_bias = self._token_biases(settings.logit_bias)
