@@ -142,7 +142,8 @@ def report(name: str, source: Path, work: Path, rounds: int) -> None:
     print(f"  cp                                 {cp:6.2f} s")
     print(f"  cp, then fsync of the copy         {durable_cp:6.2f} s")
     for init in ("mean", "zero"):
-        result = min(runs[init], key=lambda run: abs(run["seconds"] - statistics.median(r["seconds"] for r in runs[init])))
+        median = statistics.median(run["seconds"] for run in runs[init])
+        result = min(runs[init], key=lambda run: abs(run["seconds"] - median))  # the run at the median
         t, seconds = result["timings"], result["seconds"]
         print(f"  convert (append, --init {init:4})     {seconds:6.2f} s  = {seconds / cp:.1f} x cp,"
               f" {seconds / durable_cp:.1f} x cp+fsync   (process with imports: {result['process_seconds']:.2f} s)")
