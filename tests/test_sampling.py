@@ -73,21 +73,30 @@ def test_only_active_processors_are_built():
     assert len(make_logits_processors(1.1, 64, {5: 1.0})) == 2
 
 
-def test_few_and_many_candidates_are_drawn_from_the_same_distribution(monkeypatch):
-    import backspace_cli.sampling as sampling
-
-    # Five likely tokens among 1,000 (so the many-candidate path runs without truncation).
+def test_draws_follow_the_tempered_softmax_of_the_kept_candidates():
+    # Five likely tokens among 1,000; min-p keeps them, top-p 0.8 keeps the three likeliest.
     logits = np.full(1000, -20.0, dtype=np.float32)
-    logits[[7, 300, 301, 650, 999]] = [2.0, 1.5, 1.0, 0.5, 0.0]
+    likely = [7, 300, 301, 650, 999]
+    logits[likely] = [2.0, 1.5, 1.0, 0.5, 0.0]
 
-    def frequencies(few_limit, top_p):
-        monkeypatch.setattr(sampling, "FEW_CANDIDATES", few_limit)
-        sampler = make_sampler(0.7, 0, top_p, 0.0 if few_limit == 0 else 0.001, seed=3)
+    def frequencies(top_p, temp):
+        sampler = make_sampler(temp, 0, top_p, 0.001, seed=3)
         counts = np.bincount([sampler(logits.copy()) for _ in range(4000)], minlength=1000)
         return counts / counts.sum()
 
-    for top_p in (1.0, 0.8):
-        many, few = frequencies(0, top_p), frequencies(64, top_p)
-        assert np.abs(many - few).max() < 0.03
-        assert set(np.flatnonzero(few)) <= {7, 300, 301, 650, 999}
-    assert frequencies(64, 0.8)[[650, 999]].sum() == 0  # top-p 0.8 keeps the three likeliest
+    def expected(kept, temp):
+        weights = np.exp(logits[kept] / temp)
+        probabilities = np.zeros(1000)
+        probabilities[kept] = weights / weights.sum()
+        return probabilities
+
+    assert np.abs(frequencies(1.0, 0.7) - expected(likely, 0.7)).max() < 0.03
+    assert np.abs(frequencies(0.8, 0.7) - expected(likely[:3], 0.7)).max() < 0.03
+    assert np.abs(frequencies(1.0, 2.0) - expected(likely, 2.0)).max() < 0.03
+
+
+def test_a_large_candidate_set_is_drawn_from():
+    # No min-p and no top-k: all 5,000 tokens are candidates, and the draws spread across them.
+    logits = np.zeros(5000, dtype=np.float32)
+    sampler = make_sampler(1.0, 0, 1.0, 0.0, seed=1)
+    assert len({sampler(logits.copy()) for _ in range(500)}) > 400
