@@ -45,6 +45,10 @@ class DeleteRules:
     # this; a sampled retry is a fresh draw, and a ban would turn every wrong delete into a wrong answer.
     ban_deleted: bool = False
 
+    @property
+    def can_delete(self) -> bool:
+        return self.enabled and (self.token_id is not None or self.marker is not None)
+
 
 @dataclass
 class _Position:
@@ -152,8 +156,10 @@ class Engine:
             sequence.trim(reused)
             logits = sequence.feed(prompt[reused:])
             prompt_done = time.perf_counter()
-            window = self._window(rules.window)
-            window.save(0, logits)
+            # Saved logits serve only a delete: without one, each step skips a row copy (1 MiB at 262k tokens).
+            window = self._window(rules.window) if rules.can_delete else None
+            if window is not None:
+                window.save(0, logits)
             while True:
                 index = len(reply.tokens)
                 if index >= max_tokens:
@@ -208,7 +214,8 @@ class Engine:
                     logits = window.load(len(reply.tokens), self._scratch)
                     continue
                 logits = sequence.feed([token])
-                window.save(len(reply.tokens), logits)
+                if window is not None:
+                    window.save(len(reply.tokens), logits)
         except KeyboardInterrupt:
             finish = INTERRUPTED
             sequence.resync()

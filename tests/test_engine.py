@@ -193,6 +193,18 @@ def test_a_model_without_a_delete_token_generates_plainly(tiny_llama_without_del
     assert done.finish_reason == LENGTH
 
 
+def test_only_a_reply_that_can_delete_keeps_a_rewind_window(tiny_llama):
+    delete = tiny_llama.find_token(tiny_models.DELETE)
+    for rules in (DeleteRules(token_id=None), DeleteRules(token_id=delete, enabled=False)):
+        assert not rules.can_delete
+        _, _, _, engine = run(tiny_llama, [], sampler=greedy, rules=rules, max_tokens=4)
+        assert engine._logits_window is None  # no memory for it, and no row copied per step
+    for rules in (DeleteRules(token_id=delete), DeleteRules(token_id=None, marker="[DELETE]")):
+        assert rules.can_delete
+        _, _, _, engine = run(tiny_llama, [], sampler=greedy, rules=rules, max_tokens=4)
+        assert engine._logits_window is not None
+
+
 def test_a_character_split_across_tokens_is_emitted_whole_and_deleted_exactly(tiny_llama):
     first, second = VOCABULARY.index("<0xC3>"), VOCABULARY.index("<0xA9>")  # "é" is C3 A9
     (a,) = ids(tiny_llama, "a")
