@@ -84,6 +84,7 @@ class Bench:
         self.engine = Engine(self.model)
         self.prompt = self.model.tokenize(PROMPT, add_bos=True)
         self.never_stop = make_logit_bias({self.model.llama.token_eos(): -100.0})
+        self.delete_token = self.model.find_token("<|delete|>") or self.model.find_token(" zebra")
 
     def ours(self, settings: dict, rules=DeleteRules(token_id=None), processors=()) -> float:
         sampler = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=1)
@@ -92,6 +93,12 @@ class Bench:
             self.prompt, sampler=sampler, max_tokens=self.tokens, rules=rules,
             logits_processors=[self.never_stop, *processors])]
         return decode_rate(stamps[:-1])
+
+    def armed(self, settings: dict) -> float:
+        """With deletes possible, so that every step saves its logits into the rewind window, but a
+        bias keeps the delete token from being drawn: the cost of being able to delete."""
+        return self.ours(settings, rules=DeleteRules(token_id=self.delete_token),
+                         processors=[make_logit_bias({self.delete_token: -100.0})])
 
     def bare(self) -> float:
         """The floor for any Python loop over these libraries: llama_decode on one token at a time
@@ -116,15 +123,15 @@ class Bench:
         return decode_rate(stamps)
 
     def cli_plain(self) -> float:
-        """Through `backspace complete --format plain`: the extra time of N tokens over 1, so that
-        loading and the prompt cancel out."""
+        """Through `backspace complete --format plain`: the extra time of N tokens over 1, run back to
+        back, so that starting Python, loading the model and the prompt cancel out."""
         def wall(tokens: int) -> float:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "backspace_cli", "complete", "-m", str(self.path), "--format",
                             "plain", "--temp", "0", "-n", str(tokens), "-t", str(THREADS), "--logit-bias",
                             f"{self.model.llama.token_eos()}=-100", PROMPT], check=True, capture_output=True)
             return time.perf_counter() - start
-        return (self.tokens - 1) / (median_of(self.runs, lambda: wall(self.tokens)) - median_of(self.runs, lambda: wall(1)))
+        return (self.tokens - 1) / (wall(self.tokens) - wall(1))
 
     def prefill(self) -> float:
         """512 prompt tokens, the median of 3 after one unmeasured pass, as llama-bench warms up: the
@@ -171,9 +178,10 @@ class Bench:
                 costs[name].append(seconds)
         return {name: statistics.median(values) for name, values in costs.items()}
 
-    def with_deletes(self, delete_token: int, target: float = 0.10) -> tuple[float, float, float]:
+    def with_deletes(self, target: float = 0.10) -> tuple[float, float, float]:
         """Effective tokens per second when a bias on the delete token makes about 10% of steps
         deletes: (the bias, the share of steps that were deletes, final tokens per second)."""
+        delete_token = self.delete_token
         rules = DeleteRules(token_id=delete_token, max_deletes=10_000)
         settings = SAMPLERS["default"]
 
@@ -236,10 +244,11 @@ def report(args) -> str:
             natives.append(native(llama_bench, path, args.tokens))
             return natives[-1]["tg"]
 
-        measures = {"native": native_tg, "prefill": bench.prefill, "bare": bench.bare}
+        measures = {"native": native_tg, "prefill": bench.prefill, "bare": bench.bare, "cli": bench.cli_plain}
         for sampler_name, settings in SAMPLERS.items():
             measures[f"ours {sampler_name}"] = lambda settings=settings: bench.ours(settings)
-            measures[f"theirs {sampler_name}"] = lambda settings=settings: bench.theirs(llama, settings)
+            measures[f"theirs {sampler_name}"] = lambda settings=settings, llama=llama: bench.theirs(llama, settings)
+        measures["ours armed"] = lambda: bench.armed(SAMPLERS["default"])
         rounds[name] = interleaved(args.runs, measures)
         rounds[name]["native pp512"] = [run["pp512"] for run in natives[-args.runs:]]  # from each round's tg run
         build = natives[-1]["build"]
@@ -252,18 +261,20 @@ def report(args) -> str:
     out("| model | sampler | native tg (t/s) | ours, API (t/s) | ours / native | create_completion (t/s) |"
         " ours / create_completion | bare ctypes loop (t/s) | ours / bare |")
     out("|---|---|---|---|---|---|---|---|---|")
+    # (label, our measure, create_completion's measure with the same sampler)
+    decode_rows = [(sampler_name, f"ours {sampler_name}", f"theirs {sampler_name}") for sampler_name in SAMPLERS]
+    decode_rows.append(("default, deletes armed", "ours armed", "theirs default"))
     for name, measured in rounds.items():
         tg, bare = measured["native"], measured["bare"]
-        for sampler_name in SAMPLERS:
-            ours, theirs = measured[f"ours {sampler_name}"], measured[f"theirs {sampler_name}"]
-            out(f"| {name} | {sampler_name} | {statistics.median(tg):.1f} | {statistics.median(ours):.1f} |"
+        for label, ours_name, theirs_name in decode_rows:
+            ours, theirs = measured[ours_name], measured[theirs_name]
+            out(f"| {name} | {label} | {statistics.median(tg):.1f} | {statistics.median(ours):.1f} |"
                 f" {median_ratio(ours, tg):.2f} | {statistics.median(theirs):.1f} | {median_ratio(ours, theirs):.2f} |"
                 f" {statistics.median(bare):.1f} | {median_ratio(ours, bare):.2f} |")
     out("\n| model | `backspace complete --format plain`, greedy (t/s) | ours / native tg |")
     out("|---|---|---|")
-    for name, bench in benches.items():
-        rate = bench.cli_plain()
-        out(f"| {name} | {rate:.1f} | {rate / statistics.median(rounds[name]['native']):.2f} |")
+    for name, measured in rounds.items():
+        out(f"| {name} | {statistics.median(measured['cli']):.1f} | {median_ratio(measured['cli'], measured['native']):.2f} |")
     out("\n| model | our prefill, 512 tokens (t/s) | native pp512 (t/s) | ours / native |")
     out("|---|---|---|---|")
     for name, measured in rounds.items():
@@ -281,8 +292,7 @@ def report(args) -> str:
     out("\n| model | delete-token bias | share of steps that were deletes | effective t/s (final tokens) |")
     out("|---|---|---|---|")
     for name, bench in benches.items():
-        delete = bench.model.find_token("<|delete|>") or bench.model.find_token(" zebra")
-        bias, share, rate = bench.with_deletes(delete)
+        bias, share, rate = bench.with_deletes()
         out(f"| {name} | {bias:+.2f} | {share:.1%} | {rate:.1f} |")
     out("\n| model | the rewind window's saved logits | model resident memory |")
     out("|---|---|---|")
