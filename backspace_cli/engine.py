@@ -95,18 +95,21 @@ class _Reply:
 class LogitsWindow:
     """The raw logits of the newest positions, so that a delete restores a distribution for free.
 
-    Memory is (window + 1) * n_vocab * 4 bytes, allocated once per engine.
+    Memory is (window + 2) * n_vocab * 4 bytes, allocated once per engine: the saved rows, and one that
+    a restored row is copied into, since the sampler may change the logits it is given.
     """
 
     def __init__(self, window: int, n_vocab: int) -> None:
         self.rows = np.empty((window + 1, n_vocab), dtype=np.float32)
+        self._restored = np.empty(n_vocab, dtype=np.float32)
 
     def save(self, index: int, logits: np.ndarray) -> None:
         np.copyto(self.rows[index % len(self.rows)], logits)
 
-    def load(self, index: int, into: np.ndarray) -> np.ndarray:
-        np.copyto(into, self.rows[index % len(self.rows)])
-        return into
+    def load(self, index: int) -> np.ndarray:
+        """A copy of the row saved at `index`, valid until the next load."""
+        np.copyto(self._restored, self.rows[index % len(self.rows)])
+        return self._restored
 
 
 class Engine:
@@ -116,7 +119,6 @@ class Engine:
         self.model = model
         self.sequence = Sequence(model, batch_size)
         self._logits_window: LogitsWindow | None = None
-        self._scratch = np.empty(model.n_vocab, dtype=np.float32)
 
     def _window(self, size: int) -> LogitsWindow:
         """The engine's one window, made anew only when a reply asks for another size."""
@@ -187,7 +189,7 @@ class Engine:
                         deletes += 1
                         yield from self._take_back(reply, len(prompt), start=token, marker_tokens=0,
                                                    ban=rules.ban_deleted)
-                    logits = window.load(len(reply.tokens), self._scratch)
+                    logits = window.load(len(reply.tokens))
                     continue
 
                 if model.is_end_of_generation(token):
@@ -211,7 +213,7 @@ class Engine:
                         deletes += 1
                         yield from self._take_back(reply, len(prompt), start=start, marker_tokens=marker_tokens,
                                                    ban=rules.ban_deleted)
-                    logits = window.load(len(reply.tokens), self._scratch)
+                    logits = window.load(len(reply.tokens))
                     continue
                 logits = sequence.feed([token])
                 if window is not None:

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import llama_cpp
-import numpy as np
 
 from backspace_cli import defaults
 from backspace_cli.engine import DeleteRules, Engine, LogitsWindow
@@ -49,7 +48,6 @@ def delete_cost(engine: Engine, prompt: list[int], steps: int) -> tuple[float, f
     llama_memory_seq_rm on the last slot, then the saved logits row restored)."""
     sequence, model = engine.sequence, engine.model
     window = LogitsWindow(defaults.REWIND_WINDOW, model.n_vocab)
-    scratch = np.empty(model.n_vocab, dtype=np.float32)
     sequence.trim(0)
     logits = sequence.feed(prompt)
     decodes, deletes = [], []
@@ -60,7 +58,7 @@ def delete_cost(engine: Engine, prompt: list[int], steps: int) -> tuple[float, f
         decodes.append(time.perf_counter() - start)
         start = time.perf_counter()
         sequence.trim(len(sequence.tokens) - 1)
-        logits = window.load(step, scratch)
+        logits = window.load(step)
         deletes.append(time.perf_counter() - start)
         sequence.feed([token])  # put it back, so the context keeps growing like a reply
     return statistics.median(decodes), statistics.median(deletes)

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import llama_cpp
-import numpy as np
 
 from backspace_cli import defaults
 from backspace_cli.engine import DeleteRules, Engine, LogitsWindow
@@ -155,7 +154,7 @@ class Bench:
         (the default sampler and processors); and of a delete within the window (llama_memory_seq_rm,
         then the saved logits restored)."""
         sequence, n_vocab = self.engine.sequence, self.model.n_vocab
-        window, scratch = LogitsWindow(defaults.REWIND_WINDOW, n_vocab), np.empty(n_vocab, dtype=np.float32)
+        window = LogitsWindow(defaults.REWIND_WINDOW, n_vocab)
         settings = SAMPLERS["default"]
         sampler = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=1)
         processors = make_logits_processors(defaults.REPEAT_PENALTY, defaults.REPEAT_LAST_N, {})
@@ -173,7 +172,7 @@ class Bench:
             logits = sequence.feed([token])
             decoded = time.perf_counter()
             sequence.trim(len(sequence.tokens) - 1)
-            window.load(step, scratch)
+            window.load(step)
             deleted = time.perf_counter()
             logits = sequence.feed([token])
             for name, seconds in (("save", saved - start), ("sample", sampled - saved), ("decode", decoded - sampled),
