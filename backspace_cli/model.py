@@ -70,6 +70,7 @@ class Model:
         self.n_ctx = min(llama.n_ctx(), llama_cpp.llama_model_n_ctx_train(llama.model))
         self.metadata: dict[str, str] = llama.metadata
         self._pieces: dict[int, bytes] = {}
+        self._ends: dict[int, bool] = {}  # is_end_of_generation, asked of llama.cpp once per token
         self._piece_buffer = ctypes.create_string_buffer(256)
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool = True) -> list[int]:
@@ -97,7 +98,10 @@ class Model:
         return self._piece_buffer.raw[:size]
 
     def is_end_of_generation(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        end = self._ends.get(token)
+        if end is None:
+            end = self._ends[token] = bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        return end
 
     def find_token(self, text: str) -> int | None:
         """The id of the single token whose text is exactly `text`, if the vocabulary has one."""

@@ -33,6 +33,9 @@ class Sequence:
         self._chunks: list[int] = []  # the sizes of the decode calls that built the cache, in order
         self._logits_address = 0
         self._logits = np.empty(0, dtype=np.float32)
+        # A decode step feeds one token: its array and batch are made once, and only the id changes.
+        self._one_token = (llama_cpp.llama_token * 1)()
+        self._one_token_batch = llama_cpp.llama_batch_get_one(self._one_token, 1)
 
     def feed(self, tokens: list[int]) -> np.ndarray:
         """Decode `tokens` after the current ones; return the logits after the last (a view into
@@ -97,8 +100,13 @@ class Sequence:
         # As llama-bench does: llama_batch_get_one leaves llama.cpp to place the tokens after the cache's
         # last, in sequence 0 (SEQ_ID), with logits for the last token only. Filling a llama_batch field
         # by field through ctypes cost ~28 µs a decode step and ~250 µs a 512-token prompt batch.
-        array = (llama_cpp.llama_token * len(tokens))(*tokens)
-        status = llama_cpp.llama_decode(self._ctx, llama_cpp.llama_batch_get_one(array, len(tokens)))
+        if len(tokens) == 1:
+            self._one_token[0] = tokens[0]
+            batch = self._one_token_batch
+        else:
+            array = (llama_cpp.llama_token * len(tokens))(*tokens)
+            batch = llama_cpp.llama_batch_get_one(array, len(tokens))
+        status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise DecodeError(f"llama_decode failed with status {status}")
         self.tokens.extend(tokens)
