@@ -64,19 +64,28 @@ class _Reply:
 
     def __init__(self, window: int) -> None:
         self.tokens: list[int] = []
-        self.positions = [_Position()]  # one more than tokens: the position being sampled
+        # What is known, only where something is: most positions never see a delete, and making an
+        # empty record at every step cost more than all the rest of the reply's bookkeeping.
+        self._positions: dict[int, _Position] = {}
         self.text = TokenText()
         self.window = window
         self.final = 0  # tokens[:final] are older than the window and can no longer be deleted
 
+    def position(self, index: int) -> _Position:
+        """What is known at `index` (len(tokens) is the position being sampled)."""
+        position = self._positions.get(index)
+        if position is None:
+            position = self._positions[index] = _Position()
+        return position
+
     def append(self, token: int, piece: bytes) -> Token:
         self.tokens.append(token)
-        self.positions.append(_Position())
         self.final = max(self.final, len(self.tokens) - self.window)
         return Token(token, self.text.push(piece))
 
     def pop(self) -> Delete:
-        self.positions.pop()  # the next position's bans were made under a prefix that is now gone
+        # The next position's record was made under a prefix that is now gone.
+        self._positions.pop(len(self.tokens), None)
         return Delete(self.tokens.pop(), self.text.pop())
 
     def deletable(self) -> int:
@@ -84,11 +93,12 @@ class _Reply:
 
     def bans(self, rules: DeleteRules) -> set[int]:
         index = len(self.tokens)
-        banned = set(self.positions[index].bans)
+        here, before = self._positions.get(index), self._positions.get(index - 1)
+        banned = set(here.bans) if here else set()
         if rules.token_id is not None and not rules.enabled:
             banned.add(rules.token_id)
-        if index > 0 and self.positions[index - 1].deletes >= rules.max_per_position:
-            banned |= self.positions[index - 1].delete_starts  # that token stays
+        if before and before.deletes >= rules.max_per_position:
+            banned |= before.delete_starts  # that token stays
         return banned
 
 
@@ -181,7 +191,7 @@ class Engine:
                 if token == rules.token_id:
                     if not reply.deletable():  # nothing to delete: the reply is empty, or the rest is final
                         refused += 1
-                        reply.positions[index].bans.add(token)
+                        reply.position(index).bans.add(token)
                     elif deletes >= rules.max_deletes:
                         finish = DELETE_BUDGET
                         break
@@ -208,7 +218,7 @@ class Engine:
                             finish = DELETE_BUDGET
                             break
                         refused += 1
-                        reply.positions[-1].bans.add(start)
+                        reply.position(len(reply.tokens)).bans.add(start)
                     else:
                         deletes += 1
                         yield from self._take_back(reply, len(prompt), start=start, marker_tokens=marker_tokens,
@@ -250,7 +260,7 @@ class Engine:
         deleted = reply.pop()
         yield deleted
         self.sequence.trim(n_prompt + len(reply.tokens))
-        position = reply.positions[-1]
+        position = reply.position(len(reply.tokens))
         if ban:
             position.bans.add(deleted.id)
         position.deletes += 1
