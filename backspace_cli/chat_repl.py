@@ -1,7 +1,6 @@
 """`backspace chat`: the interactive loop in a terminal, and the one-shot answer for pipes and arguments."""
 from rich.console import Console
 
-from . import defaults
 from .chat import Chat, MessageTooLong
 from .chat_commands import ExitChat, run_command
 from .chat_input import ChatInput, history_path
@@ -49,7 +48,7 @@ class Repl:
             self.console.print(f"[yellow]Dropped the {count} oldest exchange(s) to fit the context.[/yellow]")
 
         try:
-            with LiveRenderer(self.console, defaults.REWIND_WINDOW, self.trace) as renderer:
+            with LiveRenderer(self.console, self.chat.session.rewind_window, self.trace) as renderer:
                 turn = self.chat.say(message, renderer, dropped)
         except MessageTooLong as error:
             self.console.print(f"[red]{error}[/red]")
@@ -73,6 +72,6 @@ def run_once(settings: Settings, system: str | None, message: str, output_format
     session = Session(settings)
     chat = Chat(session, system)
     return render_reply(
-        output_format, trace, session.delete_token is not None,
+        output_format, trace, session.delete_token is not None, session.rewind_window,
         lambda renderer: chat.say(message, renderer, on_drop=lambda count: None).done,
     )

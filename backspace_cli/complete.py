@@ -10,6 +10,6 @@ def run_complete(settings: Settings, prompt: str, output_format: str, trace: boo
     session = Session(settings)
     tokens = session.model.tokenize(prompt, add_bos=True)
     return render_reply(
-        output_format, trace, session.delete_token is not None,
+        output_format, trace, session.delete_token is not None, session.rewind_window,
         lambda renderer: consume(session.generate(tokens), renderer),
     )

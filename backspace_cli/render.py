@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from . import defaults
 from .events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, Delete, Done, Event, Token
 from .transcript import Transcript
 
@@ -207,14 +206,19 @@ def default_format() -> str:
 
 
 def render_reply(
-    output_format: str, trace: bool, has_delete_token: bool, reply: Callable[[Callable[[Event], None]], Done]
+    output_format: str,
+    trace: bool,
+    has_delete_token: bool,
+    window: int,
+    reply: Callable[[Callable[[Event], None]], Done],
 ) -> Done:
     """Show the one reply that `reply` produces, as --format says, on stdout; the notice and the
-    statistics go to stderr, so that a pipe receives the text alone."""
+    statistics go to stderr, so that a pipe receives the text alone. The newest `window` tokens can
+    still be deleted, so their text waits."""
     errors = Console(stderr=True)
     if not has_delete_token:
         errors.print("[dim]This model has no delete token: generating plainly.[/dim]")
-    with open_renderer(output_format, defaults.REWIND_WINDOW, trace) as renderer:
+    with open_renderer(output_format, window, trace) as renderer:
         done = reply(renderer)
     if output_format == "live":
         errors.print(f"[dim]{format_stats(done)}[/dim]")

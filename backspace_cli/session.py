@@ -123,6 +123,13 @@ class Session:
         return delete_rules(self.delete_token, enabled=not self.settings.no_delete,
                             greedy=self.settings.temp == 0, max_deletes=self.settings.max_deletes)
 
+    @property
+    def rewind_window(self) -> int:
+        """How many of a reply's newest tokens can still be deleted, so that renderers hold their text
+        back: none when nothing can delete."""
+        rules = self.rules
+        return rules.window if rules.can_delete else 0
+
     def generate(self, prompt: list[int]) -> Iterator[Event]:
         settings = self.settings
         return self.engine.generate(

@@ -33,6 +33,8 @@ class Transcript:
 
     def final_count(self, window: int) -> int:
         """How many leading pieces can no longer change: those before the rewind window."""
+        if window == 0:  # nothing can be taken back
+            return len(self.pieces)
         if len(self._kept) <= window:
             return 0
         return self._kept[len(self._kept) - window]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tiny_models
+from backspace_cli import defaults
 from backspace_cli.engine import DeleteRules, Engine, PromptTooLong, consume
 from backspace_cli.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, STOP, Delete, Token
 from backspace_cli.model import load_model
@@ -342,3 +343,16 @@ def test_sessions_ban_what_they_delete_only_when_decoding_greedily(tiny_llama_pa
     greedy = Session(Settings(model=str(tiny_llama_path), temp=0.0, ctx_size=256))
     sampled = Session(Settings(model=str(tiny_llama_path), ctx_size=256))
     assert greedy.rules.ban_deleted and not sampled.rules.ban_deleted
+
+
+def test_a_renderer_holds_text_back_only_while_a_reply_can_still_delete_it(tiny_llama_path,
+                                                                         tiny_llama_without_delete_path):
+    from backspace_cli.session import Session
+    from backspace_cli.settings import Settings
+
+    def window(path, **settings):
+        return Session(Settings(model=str(path), ctx_size=256, **settings)).rewind_window
+
+    assert window(tiny_llama_path) == defaults.REWIND_WINDOW
+    assert window(tiny_llama_path, no_delete=True) == 0
+    assert window(tiny_llama_without_delete_path) == 0

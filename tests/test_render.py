@@ -73,6 +73,15 @@ def test_plain_writes_text_once_it_leaves_the_window_and_the_rest_at_the_end():
     assert stream.getvalue() == "ab\n"
 
 
+def test_plain_writes_each_token_at_once_when_nothing_can_be_deleted():
+    stream = io.StringIO()
+    renderer = PlainRenderer(stream, window=0)
+    renderer(Token(0, "a"))
+    assert stream.getvalue() == "a"
+    renderer(Token(1, "b"))
+    assert stream.getvalue() == "ab"
+
+
 def test_plain_trace_marks_deleted_text():
     stream = io.StringIO()
     renderer = PlainRenderer(stream, window=8, trace=True)
