@@ -5,12 +5,14 @@ every figure in one table comes from the same run, on the same prompts.
 """
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
@@ -27,8 +29,10 @@ HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backspace"
 PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
 THREADS = 2
-# llama-bench repeats each test and reports the mean: pp512 on the 262k model takes only ~22 ms.
-NATIVE_REPETITIONS = 3
+# A prefill measure, ours or llama-bench's pp512, is the mean of enough 512-token passes to last about
+# this long, and of 3 at least: on the 262k model one pass takes only ~20 ms.
+PREFILL_SECONDS = 1.0
+PREFILL_TOKENS = 512
 SAMPLERS = {"greedy": dict(temp=0.0, top_k=0, top_p=1.0, min_p=0.0),
             "default": dict(temp=defaults.TEMPERATURE, top_k=defaults.TOP_K, top_p=defaults.TOP_P,
                             min_p=defaults.MIN_P)}
@@ -47,39 +51,64 @@ def resident_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def native(binary: str, model: Path, tokens: int) -> dict:
-    """One llama-bench run (after its own warm-up) of tg and pp512, each the mean of its repetitions,
-    and the build it reports."""
-    out = subprocess.run([binary, "-m", str(model), "-t", str(THREADS), "-p", "512", "-n", str(tokens),
-                          "-r", str(NATIVE_REPETITIONS), "-o", "json"], capture_output=True, text=True, check=True).stdout
-    results = json.loads(out)
-    tg = next(r for r in results if r["n_gen"] > 0)
-    pp = next(r for r in results if r["n_prompt"] > 0)
-    return {"tg": tg["avg_ts"], "pp512": pp["avg_ts"], "build": f'{tg["build_number"]} ({tg["build_commit"]})'}
+def llama_bench(binary: str, model: Path, *arguments: str) -> dict:
+    """One llama-bench test (after its own warm-up): its mean rate, and the build it reports."""
+    out = subprocess.run([binary, "-m", str(model), "-t", str(THREADS), *arguments, "-o", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    (result,) = json.loads(out)
+    return {"rate": result["avg_ts"], "build": f'{result["build_number"]} ({result["build_commit"]})'}
 
 
-def interleaved(runs: int, measures: dict) -> dict:
-    """Each measure once per round, round after round, after one warm-up round: a slow spell of the
-    machine (this one is a shared VM) then hits every measure of that round alike. The order rotates
-    from round to round, so that no measure always follows the same one (llama-bench, say)."""
+@dataclass
+class Bracketed:
+    """Measures taken between runs of a reference, and each one's speed relative to its two neighbours.
+
+    This VM's speed shifts by up to 20% from one stretch of seconds to the next (126, then 150, then
+    117 t/s for one bare decode loop within a minute), so a measure is only compared with what ran
+    right before and after it. A ratio between two measures is the ratio of their relative speeds.
+    """
+
+    references: list[float]
+    values: dict[str, list[float]]
+    relatives: dict[str, list[float]]
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.values[name])
+
+    def against_reference(self, name: str) -> float:
+        return statistics.median(self.relatives[name])
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        """The median over rounds of each round's own ratio."""
+        return statistics.median(n / d for n, d in zip(self.relatives[numerator], self.relatives[denominator]))
+
+
+def bracketed(runs: int, reference, measures: dict) -> Bracketed:
+    """After one warm-up round, `runs` rounds in which every measure runs once, each followed by the
+    reference (which also runs first of all); the order rotates from round to round, so that no
+    measure always follows the same one."""
+    reference()
     for measure in measures.values():
         measure()
     names = list(measures)
-    rounds = []
+    references = [reference()]
+    values = {name: [] for name in names}
+    relatives = {name: [] for name in names}
     for round_number in range(runs):
         shift = round_number % len(names)
-        rounds.append({name: measures[name]() for name in names[shift:] + names[:shift]})
-    return {name: [round_[name] for round_ in rounds] for name in names}
-
-
-def median_ratio(numerators: list[float], denominators: list[float]) -> float:
-    """The median over rounds of each round's own ratio."""
-    return statistics.median(n / d for n, d in zip(numerators, denominators))
+        for name in names[shift:] + names[:shift]:
+            value = measures[name]()
+            references.append(reference())
+            values[name].append(value)
+            relatives[name].append(value / statistics.mean(references[-2:]))
+    return Bracketed(references, values, relatives)
 
 
 class Bench:
-    def __init__(self, path: Path, tokens: int, runs: int) -> None:
+    def __init__(self, path: Path, tokens: int, runs: int, llama_bench_binary: str) -> None:
         self.path, self.tokens, self.runs = path, tokens, runs
+        self.llama_bench_binary = llama_bench_binary
+        self.build = ""  # llama.cpp's build, as llama-bench reports it
         rss_before = resident_bytes()
         self.model = load_model(path, n_ctx=2048, n_threads=THREADS)
         self.model_rss = resident_bytes() - rss_before
@@ -87,6 +116,9 @@ class Bench:
         self.prompt = self.model.tokenize(PROMPT, add_bos=True)
         self.never_stop = make_logit_bias({self.model.llama.token_eos(): -100.0})
         self.delete_token = self.model.find_token("<|delete|>") or self.model.find_token(" zebra")
+        self.prefill_prompt = (self.prompt * PREFILL_TOKENS)[:PREFILL_TOKENS]
+        self._prefill_once()  # the first pass builds llama.cpp's graph for a full batch
+        self.prefill_repetitions = max(3, math.ceil(PREFILL_SECONDS * self._prefill_once() / PREFILL_TOKENS))
 
     def ours(self, settings: dict, rules=DeleteRules(token_id=None), processors=()) -> float:
         sampler = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=1)
@@ -102,18 +134,34 @@ class Bench:
         return self.ours(settings, rules=DeleteRules(token_id=self.delete_token),
                          processors=[make_logit_bias({self.delete_token: -100.0})])
 
+    def native_tg(self) -> float:
+        """llama-bench's tg after as many tokens as our prompt has, so that it decodes at the same
+        positions as we do: after the 19-token prompt, decoding ran ~3% slower than from an empty cache."""
+        return self._native("-p", "0", "-n", str(self.tokens), "-d", str(len(self.prompt)), "-r", "1")
+
+    def native_pp512(self) -> float:
+        return self._native("-p", str(PREFILL_TOKENS), "-n", "0", "-r", str(self.prefill_repetitions))
+
+    def _native(self, *arguments: str) -> float:
+        result = llama_bench(self.llama_bench_binary, self.path, *arguments)
+        self.build = result["build"]
+        return result["rate"]
+
     def bare(self) -> float:
-        """The floor for any Python loop over these libraries: llama_decode on one token at a time
-        through ctypes and a pointer to its logits, nothing else (no sampling, no bookkeeping)."""
-        ctx = self.model.ctx
-        self.engine.sequence.trim(0)  # an empty cache, as the engine's mirror of it says
+        """The floor for any Python loop over these libraries: after the prompt, llama_decode on one
+        token at a time through ctypes and a pointer to its logits, nothing else (no sampling, no
+        bookkeeping)."""
+        ctx, sequence = self.model.ctx, self.engine.sequence
+        sequence.trim(0)
+        sequence.feed(self.prompt)
         token = (llama_cpp.llama_token * 1)(self.prompt[0])
+        batch = llama_cpp.llama_batch_get_one(token, 1)
         stamps = []
         for _ in range(self.tokens):
-            llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(token, 1))
+            llama_cpp.llama_decode(ctx, batch)
             llama_cpp.llama_get_logits_ith(ctx, -1)
             stamps.append(time.perf_counter())
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)  # empty again, behind the mirror's back
+        sequence.resync()  # drop the loop's tokens, which the engine's mirror of the cache never saw
         return decode_rate(stamps)
 
     def theirs(self, llama: llama_cpp.Llama, settings: dict) -> float:
@@ -125,29 +173,32 @@ class Bench:
         return decode_rate(stamps)
 
     def cli_plain(self) -> float:
-        """Through `backspace complete --format plain`: the extra time of N tokens over 1, run back to
-        back, so that starting Python, loading the model and the prompt cancel out."""
-        def wall(tokens: int) -> float:
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "backspace_cli", "complete", "-m", str(self.path), "--format",
-                            "plain", "--temp", "0", "-n", str(tokens), "-t", str(THREADS), "--logit-bias",
-                            f"{self.model.llama.token_eos()}=-100", PROMPT], check=True, capture_output=True)
-            return time.perf_counter() - start
-        return (self.tokens - 1) / (wall(self.tokens) - wall(1))
+        """Through `backspace complete --format plain`, as the reader of its pipe sees the text arrive:
+        from the first token's text to the end. With no delete token, each token's text is written
+        as it comes, so starting Python and loading the model are not counted."""
+        command = [sys.executable, "-m", "backspace_cli", "complete", "-m", str(self.path), "--format", "plain",
+                   "--temp", "0", "-n", str(self.tokens), "-t", str(THREADS), "--logit-bias",
+                   f"{self.model.llama.token_eos()}=-100", PROMPT]
+        arrivals = []
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as process:
+            while os.read(process.stdout.fileno(), 1 << 16):
+                arrivals.append(time.perf_counter())
+        if process.returncode != 0:
+            raise subprocess.CalledProcessError(process.returncode, command)
+        return (self.tokens - 1) / (arrivals[-1] - arrivals[0])
 
     def prefill(self) -> float:
-        """512 prompt tokens, the median of 3 after one unmeasured pass, as llama-bench warms up: the
-        first 512-token batch after single-token decodes rebuilds llama.cpp's graph, and on the 262k
-        model the whole pass takes only ~25 ms."""
-        prompt = (self.prompt * 64)[:512]
+        """The mean rate of as many 512-token passes as llama-bench's pp512 makes, after one unmeasured
+        pass, as llama-bench warms up: the first full batch after single-token decodes rebuilds
+        llama.cpp's graph."""
+        self._prefill_once()
+        return statistics.mean(self._prefill_once() for _ in range(self.prefill_repetitions))
 
-        def once() -> float:
-            self.engine.sequence.trim(0)
-            start = time.perf_counter()
-            self.engine.sequence.feed(prompt)
-            return len(prompt) / (time.perf_counter() - start)
-
-        return median_of(3, once)
+    def _prefill_once(self) -> float:
+        self.engine.sequence.trim(0)
+        start = time.perf_counter()
+        self.engine.sequence.feed(self.prefill_prompt)
+        return PREFILL_TOKENS / (time.perf_counter() - start)
 
     def step_costs(self) -> dict:
         """Median seconds of a decode step; of saving its logits into the rewind window; of sampling
@@ -235,55 +286,52 @@ def report(args) -> str:
     out = lines.append
     out("# backspace benchmark results\n")
     out(f"- machine: {cpu_name()}, {os.cpu_count()} cores, {THREADS} threads used")
-    benches, rounds, build = {}, {}, ""
+    benches, decodes, prefills = {}, {}, {}
     for name, path in models.items():
-        bench = benches[name] = Bench(path, args.tokens, args.runs)
+        bench = benches[name] = Bench(path, args.tokens, args.runs, llama_bench)
         llama = llama_cpp.Llama(str(path), n_ctx=2048, n_threads=THREADS, n_threads_batch=THREADS, verbose=False,
                                 flash_attn=defaults.FLASH_ATTENTION)
-        natives = []
-
-        def native_tg(path=path) -> float:
-            natives.append(native(llama_bench, path, args.tokens))
-            return natives[-1]["tg"]
-
-        measures = {"native": native_tg, "prefill": bench.prefill, "bare": bench.bare, "cli": bench.cli_plain}
+        measures = {"bare": bench.bare, "cli": bench.cli_plain}
         for sampler_name, settings in SAMPLERS.items():
             measures[f"ours {sampler_name}"] = lambda settings=settings: bench.ours(settings)
             measures[f"theirs {sampler_name}"] = lambda settings=settings, llama=llama: bench.theirs(llama, settings)
         measures["ours armed"] = lambda: bench.armed(SAMPLERS["default"])
-        rounds[name] = interleaved(args.runs, measures)
-        rounds[name]["native pp512"] = [run["pp512"] for run in natives[-args.runs:]]  # from each round's tg run
-        build = natives[-1]["build"]
+        decodes[name] = bracketed(args.runs, bench.native_tg, measures)
+        prefills[name] = bracketed(args.runs, bench.native_pp512, {"prefill": bench.prefill})
         del llama
+    build = next(iter(benches.values())).build
     out(f"- llama-cpp-python {llama_cpp.__version__}; llama.cpp build {build} (llama-bench built from"
         " the same vendored source)")
-    out(f"- {args.tokens} generated tokens; one warm-up round, then {args.runs} rounds that each run every"
-        " measure once, in an order that rotates from round to round; medians over the rounds, and each"
-        f" ratio is the median of the rounds' own ratios; in each round llama-bench reports the mean of"
-        f" {NATIVE_REPETITIONS} repetitions\n")
+    out(f"- {args.tokens} generated tokens. One warm-up round, then {args.runs} rounds in which every measure"
+        " runs once, in an order that rotates from round to round. llama-bench runs first and again after"
+        " every measure, and each measure is compared with the mean of the two llama-bench runs around it,"
+        " since this VM's speed shifts by up to 20% within a minute. Rates are medians over the rounds;"
+        " ratios are medians of the rounds' own ratios.")
+    depths = ", ".join(f"{len(bench.prompt)} on {name.split(' (')[0]}" for name, bench in benches.items())
+    repetitions = ", ".join(f"{bench.prefill_repetitions} on {name.split(' (')[0]}" for name, bench in benches.items())
+    out(f"- Decode: llama-bench's tg runs once each time, after as many tokens as our prompt has ({depths}),"
+        f" so that it decodes at the same positions as we do. Prefill: ours and pp512 are each the mean"
+        f" of as many 512-token passes from an empty cache ({repetitions}).\n")
     out("| model | sampler | native tg (t/s) | ours, API (t/s) | ours / native | create_completion (t/s) |"
         " ours / create_completion | bare ctypes loop (t/s) | ours / bare |")
     out("|---|---|---|---|---|---|---|---|---|")
     # (label, our measure, create_completion's measure with the same sampler)
     decode_rows = [(sampler_name, f"ours {sampler_name}", f"theirs {sampler_name}") for sampler_name in SAMPLERS]
     decode_rows.append(("default, deletes armed", "ours armed", "theirs default"))
-    for name, measured in rounds.items():
-        tg, bare = measured["native"], measured["bare"]
-        for label, ours_name, theirs_name in decode_rows:
-            ours, theirs = measured[ours_name], measured[theirs_name]
-            out(f"| {name} | {label} | {statistics.median(tg):.1f} | {statistics.median(ours):.1f} |"
-                f" {median_ratio(ours, tg):.2f} | {statistics.median(theirs):.1f} | {median_ratio(ours, theirs):.2f} |"
-                f" {statistics.median(bare):.1f} | {median_ratio(ours, bare):.2f} |")
+    for name, decode in decodes.items():
+        for label, ours, theirs in decode_rows:
+            out(f"| {name} | {label} | {statistics.median(decode.references):.1f} | {decode.median(ours):.1f} |"
+                f" {decode.against_reference(ours):.2f} | {decode.median(theirs):.1f} | {decode.ratio(ours, theirs):.2f} |"
+                f" {decode.median('bare'):.1f} | {decode.ratio(ours, 'bare'):.2f} |")
     out("\n| model | `backspace complete --format plain`, greedy (t/s) | ours / native tg |")
     out("|---|---|---|")
-    for name, measured in rounds.items():
-        out(f"| {name} | {statistics.median(measured['cli']):.1f} | {median_ratio(measured['cli'], measured['native']):.2f} |")
+    for name, decode in decodes.items():
+        out(f"| {name} | {decode.median('cli'):.1f} | {decode.against_reference('cli'):.2f} |")
     out("\n| model | our prefill, 512 tokens (t/s) | native pp512 (t/s) | ours / native |")
     out("|---|---|---|---|")
-    for name, measured in rounds.items():
-        ours, theirs = measured["prefill"], measured["native pp512"]
-        out(f"| {name} | {statistics.median(ours):.1f} | {statistics.median(theirs):.1f} |"
-            f" {median_ratio(ours, theirs):.2f} |")
+    for name, prefill in prefills.items():
+        out(f"| {name} | {prefill.median('prefill'):.1f} | {statistics.median(prefill.references):.1f} |"
+            f" {prefill.against_reference('prefill'):.2f} |")
     out("\n| model | decode step | sampling (default sampler) | share | saving the logits for rewind | share |"
         " one delete in the window | share |")
     out("|---|---|---|---|---|---|---|---|")
