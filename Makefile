@@ -4,22 +4,46 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/backspace
 SMOLLM2 := $(CACHE_DIR)/models/SmolLM2-135M-Instruct.Q4_1.gguf
-# llama-cpp-python compiles llama.cpp from source; use every core, and let pip cache the wheel.
+# llama-cpp-python compiles llama.cpp from source; use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# The version that the tests and benchmarks pass on (pyproject.toml allows up to 0.4).
+LLAMA_CPP_PYTHON := 0.3.36
+# GCC builds llama.cpp's AMX kernels so that they crash on Sapphire Rapids: the tile config they load
+# is dropped from the stack (ggml-org/llama.cpp#20824, #26954). x86 builds go without AMX; llama-bench
+# (bench/build_llama_bench.sh) is built with the same flags.
+ifeq ($(shell uname -m),x86_64)
+export LLAMA_CPP_CFLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+endif
+# The wheel is built once per version and build flags, and cached outside the repo. pip's own cache
+# keys a wheel by version alone, so it would hand back a build made with other flags.
+LLAMA_BUILD := $(shell printf '%s' '$(CMAKE_ARGS) $(LLAMA_CPP_CFLAGS)' | sha256sum | cut -c1-12)
+LLAMA_WHEELS := $(CACHE_DIR)/wheels/llama-cpp-python-$(LLAMA_CPP_PYTHON)-$(LLAMA_BUILD)
 
 .PHONY: install install-test test chat bench models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Stamp files keep a second run fast: pip runs again only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(LLAMA_WHEELS)/.built: | $(BIN)/python
+	rm -rf $(LLAMA_WHEELS).partial
+	CFLAGS="$(LLAMA_CPP_CFLAGS)" CXXFLAGS="$(LLAMA_CPP_CFLAGS)" $(BIN)/python -m pip wheel --quiet --no-deps \
+		--no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS).partial llama-cpp-python==$(LLAMA_CPP_PYTHON)
+	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# Stamp files keep a second run fast: pip runs again only when pyproject.toml or the llama.cpp build
+# changes. The wheel goes in first, forced, since pip would keep another build of the same version.
+define install_with
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/*.whl
+	$(BIN)/python -m pip install --quiet -e '.$(1)'
 	touch $@
+endef
+
+$(VENV)/.installed: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+	$(call install_with,)
+
+$(VENV)/.installed-test: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+	$(call install_with,[test])
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -46,9 +70,8 @@ clean:
 
 # The built-in model, trained from scratch (about 25 minutes on 2 cores; see training/train.py).
 .PHONY: demo-model
-$(VENV)/.installed-train: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[train]'
-	touch $@
+$(VENV)/.installed-train: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+	$(call install_with,[train])
 
 demo-model: $(VENV)/.installed-train
 	nice -n 10 $(BIN)/python training/train.py --out backspace_cli/models/backspace-tiny.gguf

@@ -4,7 +4,10 @@
 set -euo pipefail
 python=${PYTHON:-.venv/bin/python}
 version=$("$python" -c "import llama_cpp; print(llama_cpp.__version__)")
-cache="${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/backspace}/llama-bench-$version-shared"
+# The same compiler flags as the installed wheel's build (LLAMA_CPP_CFLAGS, set by the Makefile).
+flags=${LLAMA_CPP_CFLAGS-}
+build=$(printf '%s' "$flags" | sha256sum | cut -c1-12)
+cache="${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/backspace}/llama-bench-$version-shared-$build"
 if [ ! -x "$cache/llama-bench" ]; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
@@ -15,6 +18,7 @@ if [ ! -x "$cache/llama-bench" ]; then
     # which a static build, measured ~1.5% faster on SmolLM2, does not have). The binary finds its
     # libraries next to itself ($ORIGIN), so the cached copy outlives the build directory.
     cmake -S "$source_dir" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
+        -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
         -DCMAKE_BUILD_RPATH_USE_ORIGIN=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
     cmake --build "$work/build" --target llama-bench -j "$(nproc)" >&2
     mkdir -p "$cache.partial"
