@@ -18,6 +18,7 @@ endif
 # keys a wheel by version alone, so it would hand back a build made with other flags.
 LLAMA_BUILD := $(shell printf '%s' '$(CMAKE_ARGS) $(LLAMA_CPP_CFLAGS)' | sha256sum | cut -c1-12)
 LLAMA_WHEELS := $(CACHE_DIR)/wheels/llama-cpp-python-$(LLAMA_CPP_PYTHON)-$(LLAMA_BUILD)
+EXTENSION := backspace_cli/_min_p.c
 
 .PHONY: install install-test test chat bench models clean
 
@@ -31,18 +32,18 @@ $(LLAMA_WHEELS)/.built: | $(BIN)/python
 	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS)
 	touch $@
 
-# Stamp files keep a second run fast: pip runs again only when pyproject.toml or the llama.cpp build
-# changes. The wheel goes in first, forced, since pip would keep another build of the same version.
+# Stamp files keep a second run fast: pip runs again only when pyproject.toml, our C extension or the
+# llama.cpp build changes. The wheel goes in first, forced: pip would keep another build of it.
 define install_with
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/*.whl
 	$(BIN)/python -m pip install --quiet -e '.$(1)'
 	touch $@
 endef
 
-$(VENV)/.installed: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+$(VENV)/.installed: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/python
 	$(call install_with,)
 
-$(VENV)/.installed-test: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/python
 	$(call install_with,[test])
 
 install: $(VENV)/.installed
@@ -70,7 +71,7 @@ clean:
 
 # The built-in model, trained from scratch (about 25 minutes on 2 cores; see training/train.py).
 .PHONY: demo-model
-$(VENV)/.installed-train: pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+$(VENV)/.installed-train: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/python
 	$(call install_with,[train])
 
 demo-model: $(VENV)/.installed-train

@@ -5,16 +5,16 @@ import weakref
 import llama_cpp
 import numpy as np
 
-# llama_token_data, as numpy sees it: candidates are written in two vectorised assignments.
+# llama_token_data, as numpy sees it: candidates are written into it as records.
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 assert TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
 
 
 class SamplerChain:
-    """Draws one of the given candidates with llama.cpp's samplers, seeded: the same seed, the same draws.
+    """Draws one of the candidates written into `candidates`, seeded: the same seed, the same draws.
 
-    Handing llama.cpp the whole vocabulary would first write a 12-byte record per token (3 MiB a step
-    for 262,144 tokens); the candidates that survive min-p are a handful.
+    The candidates are the few that survive min-p, not the vocabulary: handing llama.cpp every token
+    would first write a 12-byte record per token (3 MiB a step for 262,144 tokens).
     """
 
     def __init__(self, top_k: int, top_p: float, temp: float, seed: int | None) -> None:
@@ -32,21 +32,21 @@ class SamplerChain:
             llama_cpp.llama_sampler_chain_add(self._chain, sampler)
         self._array = llama_cpp.llama_token_data_array()
         self._array_pointer = ctypes.pointer(self._array)
-        self._reserve(64)
+        self._allocate(0)
 
-    def _reserve(self, size: int) -> None:
-        self._data = np.zeros(size, dtype=TOKEN_DATA)
-        self._ids, self._logits = self._data["id"], self._data["logit"]
-        self._array.data = self._data.ctypes.data_as(llama_cpp.llama_token_data_p)
+    def reserve(self, size: int) -> None:
+        """Make room for `size` candidates in `candidates`, and in its `ids` and `logits` views."""
+        if size > len(self.candidates):
+            self._allocate(size)
 
-    def draw(self, ids: np.ndarray, logits: np.ndarray) -> int:
-        """One of `ids`, whose logits are `logits`."""
-        size = len(ids)
-        if size > len(self._data):
-            self._reserve(2 * size)
-        self._ids[:size] = ids
-        self._logits[:size] = logits
+    def _allocate(self, size: int) -> None:
+        self.candidates = np.zeros(size, dtype=TOKEN_DATA)
+        self.ids, self.logits = self.candidates["id"], self.candidates["logit"]
+        self._array.data = self.candidates.ctypes.data_as(llama_cpp.llama_token_data_p)
+
+    def draw(self, size: int) -> int:
+        """One of the first `size` candidates."""
         array = self._array
         array.size, array.selected, array.sorted = size, -1, False
         llama_cpp.llama_sampler_apply(self._chain, self._array_pointer)
-        return int(self._ids[array.selected])
+        return int(self.ids[array.selected])

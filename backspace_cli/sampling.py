@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ._min_p import min_p as keep_min_p
 from .sampler_chain import SamplerChain
 
 # A sampler picks a token id from raw logits. It may modify the array it is given.
@@ -19,26 +20,26 @@ def greedy(logits: np.ndarray) -> int:
 def make_sampler(temp: float, top_k: int, top_p: float, min_p: float, seed: int | None) -> Sampler:
     """Greedy at temp 0; otherwise min-p, then llama.cpp's top-k, top-p, temperature and draw.
 
-    min-p goes first because it is one vectorised comparison over the whole vocabulary that leaves a
-    handful of candidates: llama.cpp's chain then works on those alone, so sampling cost does not grow
-    with the vocabulary (262,144 tokens for Gemma 3) beyond that pass.
+    min-p goes first because it leaves a handful of candidates in one pass over the vocabulary
+    (`_min_p.c`, written straight into the chain's buffer): llama.cpp's chain then works on those
+    alone, so sampling cost does not grow with the vocabulary (262,144 tokens for Gemma 3) beyond it.
     """
     if temp <= 0:
         return greedy
     chain = SamplerChain(top_k, top_p, temp, seed)
-    # Without min-p every token is a candidate, except those banned to -inf.
-    floor = math.log(min_p) if min_p > 0 else None
+    log_min_p = math.log(min_p) if min_p > 0 else None
 
     def sample(logits: np.ndarray) -> int:
-        # Array methods, not np.flatnonzero: its Python wrappers cost ~18 µs a step (262k tokens), as
-        # each step starts with caches that llama_decode has just filled with weights.
-        if floor is None:
+        chain.reserve(len(logits))
+        if log_min_p is None:  # every token is a candidate, except those banned to -inf
             ids = (logits > -math.inf).nonzero()[0]
+            size = len(ids)
+            chain.ids[:size], chain.logits[:size] = ids, logits[ids]
         else:
-            ids = (logits >= logits.max() + floor).nonzero()[0]
-        if len(ids) == 1:
-            return int(ids[0])
-        return chain.draw(ids, logits[ids])
+            size = keep_min_p(logits, log_min_p, chain.candidates)
+        if size == 1:
+            return int(chain.ids[0])
+        return chain.draw(size)
 
     return sample
 

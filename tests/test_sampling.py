@@ -1,6 +1,14 @@
 """Samplers and logits processors: what each setting keeps, and that a seed fixes the draw."""
-import numpy as np
+import math
 
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from backspace_cli._min_p import min_p
+from backspace_cli.sampler_chain import TOKEN_DATA
 from backspace_cli.sampling import greedy, make_logit_bias, make_logits_processors, make_repeat_penalty, make_sampler
 
 LOGITS = np.array([1.0, 5.0, 4.5, -2.0, 4.9, 0.0], dtype=np.float32)
@@ -100,3 +108,42 @@ def test_a_large_candidate_set_is_drawn_from():
     logits = np.zeros(5000, dtype=np.float32)
     sampler = make_sampler(1.0, 0, 1.0, 0.0, seed=1)
     assert len({sampler(logits.copy()) for _ in range(500)}) > 400
+
+
+def kept_by_numpy(logits: np.ndarray, log_min_p: float) -> np.ndarray:
+    return (logits >= logits.max() + log_min_p).nonzero()[0]
+
+
+def kept_by_min_p(logits: np.ndarray, log_min_p: float) -> np.ndarray:
+    out = np.zeros(len(logits), dtype=TOKEN_DATA)
+    count = min_p(logits, log_min_p, out)
+    assert np.array_equal(out["logit"][:count], logits[out["id"][:count]])  # each record holds its logit
+    assert not out["p"][:count].any()
+    return out["id"][:count]
+
+
+LOGIT = st.floats(-40, 40, width=32) | st.just(-math.inf)  # -inf: a banned token
+
+
+@given(logits=arrays(np.float32, st.integers(1, 300), elements=LOGIT),
+       log_min_p=st.sampled_from([math.log(p) for p in (0.001, 0.05, 0.5, 1.0)]))
+def test_min_p_keeps_what_numpys_comparison_keeps_in_id_order(logits, log_min_p):
+    assert np.array_equal(kept_by_min_p(logits, log_min_p), kept_by_numpy(logits, log_min_p))
+
+
+@pytest.mark.parametrize("n_vocab", [49_152, 50_257, 262_144])  # SmolLM2, GPT-2 (not a multiple of 64), Gemma 3
+def test_min_p_finds_the_few_candidates_of_a_large_vocabulary(n_vocab):
+    rng = np.random.default_rng(n_vocab)
+    logits = rng.normal(0, 1, n_vocab).astype(np.float32)
+    logits[rng.integers(0, n_vocab, 40)] += 5.0
+    logits[-1] = logits.max()  # the last token, past the last full block, ties the best
+    kept = kept_by_min_p(logits, math.log(0.05))
+    assert 10 < len(kept) < 200 and kept[-1] == n_vocab - 1
+    assert np.array_equal(kept, kept_by_numpy(logits, math.log(0.05)))
+
+
+def test_min_p_refuses_logits_that_are_not_float32_and_a_short_output():
+    with pytest.raises(TypeError, match="float32"):
+        min_p(np.zeros(8), -1.0, np.zeros(8, dtype=TOKEN_DATA))
+    with pytest.raises(ValueError, match="room"):
+        min_p(np.zeros(8, dtype=np.float32), -1.0, np.zeros(7, dtype=TOKEN_DATA))
