@@ -67,7 +67,7 @@ bench: install-test models
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_render.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis backspace_cli/*.so
 
 # The built-in model, trained from scratch (about 25 minutes on 2 cores; see training/train.py).
 .PHONY: demo-model
