@@ -136,7 +136,7 @@ def test_min_p_finds_the_few_candidates_of_a_large_vocabulary(n_vocab):
     rng = np.random.default_rng(n_vocab)
     logits = rng.normal(0, 1, n_vocab).astype(np.float32)
     logits[rng.integers(0, n_vocab, 40)] += 5.0
-    logits[-1] = logits.max()  # the last token, past the last full block, ties the best
+    logits[-1] = logits.max()  # the last token ties the best (for GPT-2's size, past the last full block)
     kept = kept_by_min_p(logits, math.log(0.05))
     assert 10 < len(kept) < 200 and kept[-1] == n_vocab - 1
     assert np.array_equal(kept, kept_by_numpy(logits, math.log(0.05)))
