@@ -18,7 +18,7 @@ endif
 # keys a wheel by version alone, so it would hand back a build made with other flags.
 LLAMA_BUILD := $(shell printf '%s' '$(CMAKE_ARGS) $(LLAMA_CPP_CFLAGS)' | sha256sum | cut -c1-12)
 LLAMA_WHEELS := $(CACHE_DIR)/wheels/llama-cpp-python-$(LLAMA_CPP_PYTHON)-$(LLAMA_BUILD)
-EXTENSION := backspace_cli/_min_p.c
+EXTENSION := backspace_cli/engine/_min_p.c
 
 .PHONY: install install-test test chat bench models clean
 
@@ -67,7 +67,7 @@ bench: install-test models
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_render.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis backspace_cli/*.so
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis backspace_cli/engine/*.so
 
 # The built-in model, trained from scratch (about 25 minutes on 2 cores; see training/train.py).
 .PHONY: demo-model

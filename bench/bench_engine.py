@@ -8,9 +8,9 @@ from pathlib import Path
 import llama_cpp
 
 from backspace_cli import defaults
-from backspace_cli.engine import DeleteRules, Engine, LogitsWindow
-from backspace_cli.model import load_model
-from backspace_cli.sampling import greedy, make_sampler
+from backspace_cli.engine.engine import DeleteRules, Engine, LogitsWindow
+from backspace_cli.engine.model import load_model
+from backspace_cli.engine.sampling import greedy, make_sampler
 
 PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
 SMOLLM2 = Path.home() / ".cache/backspace/models/SmolLM2-135M-Instruct.Q4_1.gguf"

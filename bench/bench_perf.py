@@ -18,9 +18,9 @@ from pathlib import Path
 import llama_cpp
 
 from backspace_cli import defaults
-from backspace_cli.engine import DeleteRules, Engine, LogitsWindow
-from backspace_cli.model import load_model
-from backspace_cli.sampling import make_logit_bias, make_logits_processors, make_sampler
+from backspace_cli.engine.engine import DeleteRules, Engine, LogitsWindow
+from backspace_cli.engine.model import load_model
+from backspace_cli.engine.sampling import make_logit_bias, make_logits_processors, make_sampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import build_wide_vocab_llama  # noqa: E402

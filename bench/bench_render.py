@@ -10,10 +10,10 @@ from pathlib import Path
 from rich.console import Console
 
 from backspace_cli import defaults
-from backspace_cli.engine import DeleteRules, Engine, consume
-from backspace_cli.model import load_model
-from backspace_cli.render import LiveRenderer, PlainRenderer
-from backspace_cli.sampling import greedy, make_logit_bias
+from backspace_cli.engine.engine import DeleteRules, Engine, consume
+from backspace_cli.engine.model import load_model
+from backspace_cli.render.renderers import LiveRenderer, PlainRenderer
+from backspace_cli.engine.sampling import greedy, make_logit_bias
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import tiny_models  # noqa: E402  (the tests' own GGUF builder)

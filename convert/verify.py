@@ -108,8 +108,8 @@ def check_logits(input_path: Path, output_path: Path, n_vocab: int, n_threads: i
     """Load both files in llama.cpp, decode the same fixed prompt (as one batch, then one more token on
     its own, so both kinds of kernel are covered), and require the logits of every original token to
     be bit-identical after each."""
-    from backspace_cli.model import ModelError, load_model
-    from backspace_cli.sequence import Sequence
+    from backspace_cli.engine.model import ModelError, load_model
+    from backspace_cli.engine.sequence import Sequence
 
     def logits_of(path: Path, prompt: list[int] | None) -> tuple[list[int], list[np.ndarray]]:
         try:

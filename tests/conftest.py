@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import tiny_models
-from backspace_cli.model import Model, load_model
+from backspace_cli.engine.model import Model, load_model
 
 SMOLLM2_DEFAULT = Path.home() / ".cache/backspace/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -12,8 +12,8 @@ import gguf
 import numpy as np
 
 import tiny_models
-from backspace_cli.model import load_model
-from backspace_cli.sequence import Sequence
+from backspace_cli.engine.model import load_model
+from backspace_cli.engine.sequence import Sequence
 
 Q = gguf.GGMLQuantizationType
 TYPES = [

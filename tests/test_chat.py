@@ -6,12 +6,12 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from backspace_cli.chat import Chat, MessageTooLong
-from backspace_cli.chat_commands import run_command
-from backspace_cli.chat_repl import Repl
-from backspace_cli.cli import main
+from backspace_cli.chat.chat import Chat, MessageTooLong
+from backspace_cli.chat.commands import run_command
+from backspace_cli.chat.repl import Repl
+from backspace_cli.cli.main import main
 from backspace_cli.errors import UserError
-from backspace_cli.session import Session
+from backspace_cli.engine.session import Session
 from backspace_cli.settings import Settings
 
 
@@ -158,7 +158,7 @@ def test_without_a_model_option_the_built_in_model_answers():
 
 def test_the_context_is_capped_at_what_the_model_was_trained_on():
     from backspace_cli.default_model import default_model_path
-    from backspace_cli.model import load_model
+    from backspace_cli.engine.model import load_model
 
     model = load_model(default_model_path(), n_ctx=4096)
     assert model.n_ctx == int(model.metadata["llama.context_length"]) < 4096

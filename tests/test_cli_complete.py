@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import tiny_models
-from backspace_cli.cli import main
+from backspace_cli.cli.main import main
 
 
 def complete(*args, input=None):
@@ -152,7 +152,7 @@ def test_llama_cpp_logs_only_with_verbose(tiny_llama_path):
 
 def test_help_does_not_load_llama_cpp():
     code = (
-        "import sys\nfrom backspace_cli.cli import main\n"
+        "import sys\nfrom backspace_cli.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('llama_cpp' in sys.modules, 'numpy' in sys.modules)"
     )

@@ -10,7 +10,7 @@ import pytest
 
 import convert_models
 import tiny_models
-from backspace_cli.model import load_model
+from backspace_cli.engine.model import load_model
 from backspace_convert import ConvertError, ConvertSpec, convert_file, inspect_model, open_gguf
 from backspace_convert.copy import field_spans
 from backspace_convert.sink import GGUFSink
@@ -305,7 +305,7 @@ from backspace_convert import convert_file
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
 sys.argv = ["backspace convert", sys.argv[1], "-o", sys.argv[2]]
-from backspace_cli.cli_convert import convert
+from backspace_cli.cli.convert import convert
 convert()
 """
 

@@ -8,7 +8,7 @@ import sys
 from click.testing import CliRunner
 
 import convert_models
-from backspace_cli.cli_convert import convert, inspect
+from backspace_cli.cli.convert import convert, inspect
 
 
 def test_convert_says_which_mode_it_used_and_writes_the_default_name(tiny_llama_without_delete_path, tmp_path):
@@ -66,7 +66,7 @@ def test_warnings_go_to_stderr(tmp_path, tiny_llama_without_delete_path):
 
 
 def test_the_help_imports_nothing_heavy():
-    code = ("import sys; import backspace_cli.cli_convert; "
+    code = ("import sys; import backspace_cli.cli.convert; "
             "print(sorted(m for m in ('gguf', 'numpy', 'llama_cpp') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]"

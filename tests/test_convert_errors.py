@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import convert_models
 import tiny_models
-from backspace_cli.cli_convert import convert, inspect
+from backspace_cli.cli.convert import convert, inspect
 
 
 def digest(path) -> str | None:

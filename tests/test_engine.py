@@ -6,10 +6,10 @@ import pytest
 
 import tiny_models
 from backspace_cli import defaults
-from backspace_cli.engine import DeleteRules, Engine, PromptTooLong, consume
-from backspace_cli.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, STOP, Delete, Token
-from backspace_cli.model import load_model
-from backspace_cli.sampling import greedy, make_logit_bias
+from backspace_cli.engine.engine import DeleteRules, Engine, PromptTooLong, consume
+from backspace_cli.engine.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, STOP, Delete, Token
+from backspace_cli.engine.model import load_model
+from backspace_cli.engine.sampling import greedy, make_logit_bias
 
 DEL = "DEL"  # stands for the model's delete token in a script
 
@@ -326,7 +326,7 @@ def test_no_delete_leaves_a_marker_as_text(tiny_llama):
 
 def test_the_session_reads_a_marker_from_the_converters_metadata(tiny_llama_without_delete_path, tmp_path):
     from backspace_convert import ConvertSpec, convert_file
-    from backspace_cli.session import Session
+    from backspace_cli.engine.session import Session
     from backspace_cli.settings import Settings
 
     converted = tmp_path / "marker.gguf"
@@ -337,7 +337,7 @@ def test_the_session_reads_a_marker_from_the_converters_metadata(tiny_llama_with
 
 
 def test_sessions_ban_what_they_delete_only_when_decoding_greedily(tiny_llama_path):
-    from backspace_cli.session import Session
+    from backspace_cli.engine.session import Session
     from backspace_cli.settings import Settings
 
     greedy = Session(Settings(model=str(tiny_llama_path), temp=0.0, ctx_size=256))
@@ -347,7 +347,7 @@ def test_sessions_ban_what_they_delete_only_when_decoding_greedily(tiny_llama_pa
 
 def test_a_renderer_holds_text_back_only_while_a_reply_can_still_delete_it(tiny_llama_path,
                                                                          tiny_llama_without_delete_path):
-    from backspace_cli.session import Session
+    from backspace_cli.engine.session import Session
     from backspace_cli.settings import Settings
 
     def window(path, **settings):

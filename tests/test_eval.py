@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from backspace_cli.cli_data import evaluate
+from backspace_cli.cli.data import evaluate
 from backspace_cli.default_model import default_model_path
-from backspace_cli.evaluate import (EvalOptions, Evaluator, Outcome, Setting, compare, comparisons, read_tasks, score,
+from backspace_cli.data.evaluation import (EvalOptions, Evaluator, Outcome, Setting, compare, comparisons, read_tasks, score,
                                    summarise, wilson)
-from backspace_cli.model import load_model
+from backspace_cli.engine.model import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 import arithmetic  # noqa: E402

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from backspace_cli.default_model import DEFAULT_MODEL, default_model_path
-from backspace_cli.model import load_model
-from backspace_cli.session import find_delete_token
+from backspace_cli.engine.model import load_model
+from backspace_cli.engine.session import find_delete_token
 
 TRAINING = Path(__file__).resolve().parent.parent / "training"
 sys.path.insert(0, str(TRAINING))
@@ -87,7 +87,7 @@ def test_a_wrong_rope_layout_would_be_caught(exported):
 def test_the_recommended_sampling_is_written_where_backspace_reads_it(exported, tmp_path):
     import export_gguf
 
-    from backspace_cli.session import unset_sampling
+    from backspace_cli.engine.session import unset_sampling
     from backspace_cli.settings import Settings
 
     recommended = {"temp": 1.25, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
@@ -143,7 +143,7 @@ def test_the_delete_token_is_control_and_recorded_in_metadata(builtin):
 
 
 def test_the_chat_template_writes_control_tokens(builtin):
-    from backspace_cli.chat_template import ChatTemplate
+    from backspace_cli.engine.chat_template import ChatTemplate
 
     ids = ChatTemplate(builtin).tokens([{"role": "user", "content": "1+2"}])
     names = [builtin.token_text(token) for token in ids]
@@ -151,8 +151,8 @@ def test_the_chat_template_writes_control_tokens(builtin):
 
 
 def test_the_built_in_model_adds_held_out_numbers(builtin):
-    from backspace_cli.engine import DeleteRules, Engine
-    from backspace_cli.evaluate import Evaluator, EvalOptions
+    from backspace_cli.engine.engine import DeleteRules, Engine
+    from backspace_cli.data.evaluation import Evaluator, EvalOptions
 
     tasks = arithmetic.tasks(40, seed=99, evaluation=True)
     evaluator = Evaluator(builtin, EvalOptions(temp=0.0))
@@ -171,8 +171,8 @@ def test_the_built_in_model_deletes_what_cannot_be_right(builtin):
     wrong first digit it is far likelier than after the right one."""
     import numpy as np
 
-    from backspace_cli.evaluate import Evaluator, EvalOptions
-    from backspace_cli.sequence import Sequence
+    from backspace_cli.data.evaluation import Evaluator, EvalOptions
+    from backspace_cli.engine.sequence import Sequence
 
     evaluator = Evaluator(builtin, EvalOptions())
     delete = evaluator.delete_token.id

@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tiny_models
-from backspace_cli.engine import DeleteRules, Engine
-from backspace_cli.sequence import Sequence
+from backspace_cli.engine.engine import DeleteRules, Engine
+from backspace_cli.engine.sequence import Sequence
 
 PROMPT = "the water is made of"
 DEL = -1

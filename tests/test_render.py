@@ -7,9 +7,9 @@ import pyte
 from rich.console import Console
 from rich.text import Text
 
-from backspace_cli.events import Counts, Delete, Done, Timings, Token
-from backspace_cli.render import JsonlRenderer, LiveRenderer, PlainRenderer
-from backspace_cli.transcript import Transcript
+from backspace_cli.engine.events import Counts, Delete, Done, Timings, Token
+from backspace_cli.render.renderers import JsonlRenderer, LiveRenderer, PlainRenderer
+from backspace_cli.render.transcript import Transcript
 
 
 def done(text: str) -> Done:

@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from backspace_cli._min_p import min_p
-from backspace_cli.sampler_chain import TOKEN_DATA
-from backspace_cli.sampling import greedy, make_logit_bias, make_logits_processors, make_repeat_penalty, make_sampler
+from backspace_cli.engine._min_p import min_p
+from backspace_cli.engine.sampler_chain import TOKEN_DATA
+from backspace_cli.engine.sampling import greedy, make_logit_bias, make_logits_processors, make_repeat_penalty, make_sampler
 
 LOGITS = np.array([1.0, 5.0, 4.5, -2.0, 4.9, 0.0], dtype=np.float32)
 

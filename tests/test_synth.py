@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from backspace_cli.cli_data import synth
+from backspace_cli.cli.data import synth
 from backspace_cli.default_model import default_model_path
 from backspace_cli.errors import UserError
-from backspace_cli.model import load_model
-from backspace_cli.sequence import Sequence
-from backspace_cli.session import find_delete_token
-from backspace_cli.synth import IGNORE, SynthOptions, Synthesizer, read_samples, synthesize
+from backspace_cli.engine.model import load_model
+from backspace_cli.engine.sequence import Sequence
+from backspace_cli.engine.session import find_delete_token
+from backspace_cli.data.synth import IGNORE, SynthOptions, Synthesizer, read_samples, synthesize
 
 LINES = [
     '{"prompt": "What is 482+939?", "response": "1421"}',

@@ -35,7 +35,7 @@ import export_gguf  # noqa: E402
 import vocab  # noqa: E402
 from tiny_llama import Config, TinyLlama  # noqa: E402
 
-from backspace_cli.synth import IGNORE, SynthOptions, open_synthesizer, synthesize, read_samples  # noqa: E402
+from backspace_cli.data.synth import IGNORE, SynthOptions, open_synthesizer, synthesize, read_samples  # noqa: E402
 
 
 @dataclass

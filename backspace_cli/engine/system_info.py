@@ -1,7 +1,8 @@
 """What llama.cpp was built with: its backends, whether it can offload to a GPU, and the thread default."""
 import llama_cpp
 
-from . import __version__, defaults
+from .. import __version__
+from .. import defaults
 
 
 def backends(report: str) -> list[str]:

@@ -3,11 +3,11 @@ import sys
 
 import click
 
-from . import __version__
-from .cli_convert import convert, inspect
-from .cli_data import evaluate, synth
-from .cli_errors import friendly_errors
-from .cli_options import engine_options, settings_from
+from .. import __version__
+from .convert import convert, inspect
+from .data import evaluate, synth
+from .friendly import friendly_errors
+from .options import engine_options, settings_from
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -32,8 +32,8 @@ def main():
 def complete(prompt, output_format, trace, **options):
     """Continue PROMPT (and/or text piped on stdin) as raw text."""
     from .complete import run_complete
-    from .render import default_format
-    from .prompt_input import read_prompt
+    from ..render.renderers import default_format
+    from .prompt import read_prompt
 
     settings = settings_from(options)
     done = run_complete(settings, read_prompt(prompt), output_format or default_format(), trace)
@@ -54,16 +54,16 @@ def chat(message, system, output_format, trace, **options):
 
     With MESSAGE, or a message piped on stdin, answer once and exit.
     """
-    from .render import default_format
+    from ..render.renderers import default_format
 
     settings = settings_from(options)
     if message is None and sys.stdin is not None and sys.stdin.isatty():
-        from .chat_repl import run_chat
+        from ..chat.repl import run_chat
 
         run_chat(settings, system, trace)
         return
-    from .chat_repl import run_once
-    from .prompt_input import read_prompt
+    from ..chat.repl import run_once
+    from .prompt import read_prompt
 
     done = run_once(settings, system, read_prompt(message), output_format or default_format(), trace)
     if done.finish_reason == "interrupted":
@@ -73,7 +73,7 @@ def chat(message, system, output_format, trace, **options):
 @main.command(context_settings=CONTEXT_SETTINGS)
 def info():
     """Show llama.cpp's build: backends, GPU offload support and threads."""
-    from .system_info import system_info
+    from ..engine.system_info import system_info
 
     for key, value in system_info().items():
         click.echo(f"{key}: {value}")

@@ -5,8 +5,8 @@ from collections.abc import Callable
 import llama_cpp
 import numpy as np
 
-from .model import Model
-from .sequence import Sequence
+from ..engine.model import Model
+from ..engine.sequence import Sequence
 
 MODEL_PREFIX = "model:"
 

@@ -8,11 +8,11 @@ from typing import TextIO
 
 import numpy as np
 
-from .errors import UserError
-from .model import Model
-from .session import find_delete_token
-from .synth_format import Layout
-from .synth_strategies import MODEL_PREFIX, Strategy, Vocabulary, model_strategy, random_strategy, reply_strategy
+from ..errors import UserError
+from ..engine.model import Model
+from ..engine.session import find_delete_token
+from .layout import Layout
+from .strategies import MODEL_PREFIX, Strategy, Vocabulary, model_strategy, random_strategy, reply_strategy
 
 IGNORE = -100  # the label of a token the loss must skip: the prompt, and every injected error
 PROGRESS_MIN_SAMPLES = 200  # fewer than this finish before a progress bar would help
@@ -267,8 +267,8 @@ def synthesize(
 
 def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions, *, tokenized: bool) -> Synthesizer:
     """Load the model that tokenizes (and, for model:PATH, proposes the errors) and wrap it."""
-    from .default_model import default_model_path
-    from .model import load_model
+    from ..default_model import default_model_path
+    from ..engine.model import load_model
 
     kind, strategy_path = parse_strategy(strategy)
     if kind == "model":

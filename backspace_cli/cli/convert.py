@@ -10,8 +10,8 @@ import click
 
 from backspace_convert import keys
 
-from . import defaults
-from .cli_errors import friendly_errors
+from .. import defaults
+from .friendly import friendly_errors
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 

@@ -1,7 +1,7 @@
 """The text of a reply as its events build it: kept and deleted pieces, and which of them are final."""
 from dataclasses import dataclass
 
-from .events import Delete, Event, Token
+from ..engine.events import Delete, Event, Token
 
 
 @dataclass

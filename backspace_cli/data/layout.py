@@ -1,9 +1,9 @@
 """How synth lays a sample out as tokens: the chat template with each assistant reply cut out to edit."""
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from .chat_template import CHATML
-from .errors import UserError
-from .model import Model
+from ..engine.chat_template import CHATML
+from ..errors import UserError
+from ..engine.model import Model
 
 # Stand-ins for assistant replies while the template renders, so that the replies can be cut out and
 # tokenized on their own. Private-use characters: no real text or template contains them.

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from .atomic import atomic_output
-from .errors import UserError
-from .render import format_stats
-from .settings import Settings
+from ..atomic import atomic_output
+from ..errors import UserError
+from ..render.renderers import format_stats
+from ..settings import Settings
 
 if TYPE_CHECKING:
-    from .chat_repl import Repl
+    from .repl import Repl
 
 
 class ExitChat(Exception):

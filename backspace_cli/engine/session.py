@@ -5,14 +5,14 @@ from dataclasses import dataclass, replace
 from backspace_convert.keys import DELETE_MARKER, DELETE_TOKEN_ID
 from gguf.constants import Keys
 
-from . import defaults
-from .default_model import default_model_path
+from .. import defaults
+from ..default_model import default_model_path
 from .engine import DeleteRules, Engine
-from .errors import UserError
+from ..errors import UserError
 from .events import Event
 from .model import Model, load_model
 from .sampling import make_logits_processors, make_sampler
-from .settings import Settings
+from ..settings import Settings
 
 @dataclass(frozen=True)
 class DeleteToken:

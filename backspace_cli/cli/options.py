@@ -1,8 +1,8 @@
 """The command-line options that `complete` and `chat` share, as one click decorator."""
 import click
 
-from . import defaults
-from .settings import Settings
+from .. import defaults
+from ..settings import Settings
 
 
 def _parse_bias(context, parameter, values):

@@ -1,7 +1,7 @@
 """A chat's history: the system prompt and the exchanges, each reply with its edit events."""
 from dataclasses import dataclass, field
 
-from .events import INTERRUPTED, Delete, Event, Token
+from ..engine.events import INTERRUPTED, Delete, Event, Token
 
 
 @dataclass

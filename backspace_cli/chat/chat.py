@@ -2,12 +2,12 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .chat_template import ChatTemplate
+from ..engine.chat_template import ChatTemplate
 from .conversation import Conversation, Exchange
-from .engine import consume
-from .errors import UserError
-from .events import Done, Event
-from .session import Session
+from ..engine.engine import consume
+from ..errors import UserError
+from ..engine.events import Done, Event
+from ..engine.session import Session
 
 
 class MessageTooLong(UserError):

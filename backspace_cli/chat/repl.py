@@ -2,13 +2,13 @@
 from rich.console import Console
 
 from .chat import Chat, MessageTooLong
-from .chat_commands import ExitChat, run_command
-from .chat_input import ChatInput, history_path
-from .errors import UserError
-from .events import Done
-from .render import LiveRenderer, format_stats, render_reply
-from .session import Session
-from .settings import Settings
+from .commands import ExitChat, run_command
+from .line_input import ChatInput, history_path
+from ..errors import UserError
+from ..engine.events import Done
+from ..render.renderers import LiveRenderer, format_stats, render_reply
+from ..engine.session import Session
+from ..settings import Settings
 
 
 class Repl:

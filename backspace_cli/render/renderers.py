@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, Delete, Done, Event, Token
+from ..engine.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, Delete, Done, Event, Token
 from .transcript import Transcript
 
 FINISH_NOTES = {

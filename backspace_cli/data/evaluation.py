@@ -4,12 +4,12 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
-from . import defaults
-from .engine import Engine
-from .errors import UserError
-from .model import Model
-from .sampling import make_sampler
-from .session import delete_rules, find_delete_token, unset_sampling
+from .. import defaults
+from ..engine.engine import Engine
+from ..errors import UserError
+from ..engine.model import Model
+from ..engine.sampling import make_sampler
+from ..engine.session import delete_rules, find_delete_token, unset_sampling
 
 SCORINGS = ("exact", "contains")
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
@@ -137,7 +137,7 @@ class Evaluator:
         self.delete_token = find_delete_token(model, options.delete_token)
         self.template = None
         if not options.raw:
-            from .chat_template import ChatTemplate
+            from ..engine.chat_template import ChatTemplate
 
             self.template = ChatTemplate(model)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import llama_cpp
 
-from . import defaults
-from .errors import UserError
+from .. import defaults
+from ..errors import UserError
 
 GGUF_MAGIC = b"GGUF"
 GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level; the Python bindings do not export it

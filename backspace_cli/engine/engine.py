@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import defaults
+from .. import defaults
 from .events import (
     CONTEXT,
     DELETE_BUDGET,
@@ -20,7 +20,7 @@ from .events import (
     Timings,
     Token,
 )
-from .errors import UserError
+from ..errors import UserError
 from .model import Model
 from .sampling import LogitsProcessor, Sampler
 from .sequence import Sequence

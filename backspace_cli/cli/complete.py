@@ -1,9 +1,9 @@
 """`backspace complete`: one raw continuation of a prompt, rendered live, as plain text, or as JSONL."""
-from .engine import consume
-from .events import Done
-from .render import render_reply
-from .session import Session
-from .settings import Settings
+from ..engine.engine import consume
+from ..engine.events import Done
+from ..render.renderers import render_reply
+from ..engine.session import Session
+from ..settings import Settings
 
 
 def run_complete(settings: Settings, prompt: str, output_format: str, trace: bool) -> Done:

@@ -1,9 +1,9 @@
 """The data commands, `backspace synth` and `backspace eval`: click wiring only; the work is elsewhere."""
 import click
 
-from . import defaults
-from .cli_errors import friendly_errors
-from .cli_options import sampling_options
+from .. import defaults
+from .friendly import friendly_errors
+from .options import sampling_options
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -47,7 +47,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
     """
     from rich.console import Console
 
-    from .synth import SynthOptions, open_synthesizer, run_synth, stats_tables
+    from ..data.synth import SynthOptions, open_synthesizer, run_synth, stats_tables
 
     if marker == "":
         raise click.ClickException("--marker must not be empty")
@@ -100,10 +100,10 @@ def evaluate(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p,
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .default_model import default_model_path
-    from .errors import UserError
-    from .evaluate import EvalOptions, Evaluator, read_tasks, report_json, report_table, settings_for
-    from .model import load_model
+    from ..default_model import default_model_path
+    from ..errors import UserError
+    from ..data.evaluation import EvalOptions, Evaluator, read_tasks, report_json, report_table, settings_for
+    from ..engine.model import load_model
 
     if model is None:
         model = default_model_path()
