@@ -4,7 +4,7 @@
     result = convert_file("model.gguf", spec=ConvertSpec(init="zero"), check=True)
 
 The modules, each with one job: reader (guarded GGUFReader), vocab (tokenizer facts), plan (the
-mode and the Edit), rows and quantize (new rows in any tensor type), sink and copy (the streaming
+mode and the Edit), rows and quantize (new rows in any tensor type), sink and streaming (the streaming
 copy), target (may the output be written), verify (structure and logits checks), convert (the whole
 command as a function), inspection (`backspace inspect`), progress (the rich bar), keys (metadata).
 """

@@ -9,7 +9,7 @@ from backspace_cli import defaults
 from backspace_cli.atomic import atomic_output
 
 from .target import check_target
-from .copy import copy_with_delete_token, tensor_bytes
+from .streaming import copy_with_delete_token, tensor_bytes
 from .plan import ConvertSpec, Edit, plan_edit
 from .reader import open_gguf
 from .sink import GGUFSink

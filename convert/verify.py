@@ -5,7 +5,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .copy import field_spans
+from .streaming import field_spans
 from .plan import Edit
 from .reader import ConvertError, open_gguf
 from .vocab import TokenType
@@ -15,7 +15,7 @@ SPOT_BYTES = 4096  # bytes compared at the start and end of every tensor
 
 
 @dataclass(frozen=True)
-class Layout:
+class InputLayout:
     """What the structure check needs of the input, without its parsed metadata arrays: the input's
     reader can be freed before the output's is built, so the two never hold their string offsets and
     decoded tokens at once."""
@@ -28,9 +28,9 @@ class Layout:
     n_vocab: int  # tokens in the input's vocabulary (0 without one)
 
 
-def layout(reader: gguf.GGUFReader) -> Layout:
+def layout(reader: gguf.GGUFReader) -> InputLayout:
     tokens = reader.get_field(gguf.Keys.Tokenizer.LIST)
-    return Layout(
+    return InputLayout(
         reader.data,
         reader.alignment,
         reader.endianess,
@@ -40,7 +40,7 @@ def layout(reader: gguf.GGUFReader) -> Layout:
     )
 
 
-def check_structure(source: Layout, output_path: Path, edit: Edit) -> None:
+def check_structure(source: InputLayout, output_path: Path, edit: Edit) -> None:
     """Read the output back with GGUFReader and compare it with the input and the edit: every key in its
     place with its type and bytes (or its new value), every tensor with its type, shape and offsets, the
     ends of every tensor's data, and the new rows. Raises ConvertError on the first difference."""
@@ -109,7 +109,7 @@ def check_logits(input_path: Path, output_path: Path, n_vocab: int, n_threads: i
     its own, so both kinds of kernel are covered), and require the logits of every original token to
     be bit-identical after each."""
     from backspace_cli.engine.model import ModelError, load_model
-    from backspace_cli.engine.sequence import Sequence
+    from backspace_cli.engine.sequence import CacheSequence
 
     def logits_of(path: Path, prompt: list[int] | None) -> tuple[list[int], list[np.ndarray]]:
         try:
@@ -119,7 +119,7 @@ def check_logits(input_path: Path, output_path: Path, n_vocab: int, n_threads: i
         try:
             if prompt is None:
                 prompt = model.tokenize(CHECK_PROMPT, add_bos=True, special=False)
-            sequence = Sequence(model, batch_size=len(prompt))
+            sequence = CacheSequence(model, batch_size=len(prompt))
             rows = [sequence.feed(prompt[:-1])[:n_vocab].copy(), sequence.feed(prompt[-1:])[:n_vocab].copy()]
             del sequence
         finally:

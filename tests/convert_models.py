@@ -13,7 +13,7 @@ import numpy as np
 
 import tiny_models
 from backspace_cli.engine.model import load_model
-from backspace_cli.engine.sequence import Sequence
+from backspace_cli.engine.sequence import CacheSequence
 
 Q = gguf.GGMLQuantizationType
 TYPES = [
@@ -222,7 +222,7 @@ def logits(path: Path, prompt: list[int], n_vocab: int) -> np.ndarray:
     """The logits after `prompt`, decoded as one batch by llama.cpp; the first `n_vocab` of them."""
     model = load_model(path, n_ctx=128, n_threads=1)  # one thread: the CI machine is shared
     try:
-        sequence = Sequence(model, batch_size=len(prompt))
+        sequence = CacheSequence(model, batch_size=len(prompt))
         values = sequence.feed(prompt)[:n_vocab].copy()
         del sequence
     finally:

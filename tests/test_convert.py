@@ -12,7 +12,7 @@ import convert_models
 import tiny_models
 from backspace_cli.engine.model import load_model
 from backspace_convert import ConvertError, ConvertSpec, convert_file, inspect_model, open_gguf
-from backspace_convert.copy import field_spans
+from backspace_convert.streaming import field_spans
 from backspace_convert.sink import GGUFSink
 from backspace_convert.verify import check_logits
 

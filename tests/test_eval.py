@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from backspace_cli.cli.data import evaluate
+from backspace_cli.cli.data import eval_command
 from backspace_cli.default_model import default_model_path
-from backspace_cli.data.evaluation import (EvalOptions, Evaluator, Outcome, Setting, compare, comparisons, read_tasks, score,
+from backspace_cli.data.evaluation import (EvalOptions, Evaluator, Outcome, EvalArm, compare, comparisons, read_tasks, score,
                                    summarise, wilson)
 from backspace_cli.engine.model import load_model
 
@@ -33,7 +33,7 @@ def builtin_path():
 
 
 def invoke(*args):
-    return CliRunner().invoke(evaluate, [str(arg) for arg in args])
+    return CliRunner().invoke(eval_command, [str(arg) for arg in args])
 
 
 def run_json(*args):
@@ -99,7 +99,7 @@ def test_raw_prompts_skip_the_chat_template(builtin_path):
 def test_a_model_without_a_delete_token_runs_both_settings_plainly(tmp_path, tiny_llama_without_delete_path):
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text('{"prompt": "the water", "answer": "is"}\n' * 3)
-    result = CliRunner().invoke(evaluate, [str(tasks), "-m", str(tiny_llama_without_delete_path), "-n", "4",
+    result = CliRunner().invoke(eval_command, [str(tasks), "-m", str(tiny_llama_without_delete_path), "-n", "4",
                                            "--json", "--scoring", "contains"])
     assert result.exit_code == 0, result.output
     assert "no delete token" in result.stderr
@@ -128,7 +128,7 @@ def test_scoring_and_the_confidence_interval():
 
 def test_accuracy_is_split_by_whether_a_delete_happened():
     outcomes = [Outcome("1", True, 1, 3, 0.1), Outcome("2", False, 2, 4, 0.1), Outcome("3", True, 0, 2, 0.1)]
-    report = summarise(Setting("deletes", True, False), outcomes)
+    report = summarise(EvalArm("deletes", True, False), outcomes)
     assert report.accuracy_with_delete == 0.5 and report.answers_with_delete == 2
     assert report.accuracy_without_delete == 1.0 and report.deletes_per_answer == 1.0
     assert report.share_with_delete == pytest.approx(2 / 3) and report.tokens_per_second == pytest.approx(30.0)
@@ -137,7 +137,7 @@ def test_accuracy_is_split_by_whether_a_delete_happened():
 def test_deletes_are_compared_with_no_delete_task_by_task():
     def report(name, deletes, right):
         outcomes = [Outcome("", correct, 0, 1, 0.1) for correct in right]
-        return summarise(Setting(name, deletes, False), outcomes)
+        return summarise(EvalArm(name, deletes, False), outcomes)
 
     # 12 tasks that only deletes get right, 2 that only no-delete gets right, 86 alike.
     enabled = report("deletes", True, [True] * 12 + [False] * 2 + [True] * 80 + [False] * 6)

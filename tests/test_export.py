@@ -172,11 +172,11 @@ def test_the_built_in_model_deletes_what_cannot_be_right(builtin):
     import numpy as np
 
     from backspace_cli.data.evaluation import Evaluator, EvalOptions
-    from backspace_cli.engine.sequence import Sequence
+    from backspace_cli.engine.sequence import CacheSequence
 
     evaluator = Evaluator(builtin, EvalOptions())
     delete = evaluator.delete_token.id
-    sequence = Sequence(builtin, 512)
+    sequence = CacheSequence(builtin, 512)
 
     def p_delete(context):
         sequence.trim(0)

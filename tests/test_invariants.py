@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import tiny_models
 from backspace_cli.engine.engine import DeleteRules, Engine
-from backspace_cli.engine.sequence import Sequence
+from backspace_cli.engine.sequence import CacheSequence
 
 PROMPT = "the water is made of"
 DEL = -1
@@ -18,7 +18,7 @@ SLOW = {"smollm2": 12}  # examples for models whose decode step is slower
 scripts = st.lists(st.one_of(st.integers(min_value=4, max_value=340), st.just(DEL)), min_size=1, max_size=24)
 
 
-def reference_logits(sequence: Sequence, prompt: list[int], kept: list[int], probe: int) -> np.ndarray:
+def reference_logits(sequence: CacheSequence, prompt: list[int], kept: list[int], probe: int) -> np.ndarray:
     """Logits after prompt + kept + probe, built the way a reply builds them: prompt, then one by one."""
     sequence.trim(0)
     sequence.feed(prompt)
@@ -30,7 +30,7 @@ def reference_logits(sequence: Sequence, prompt: list[int], kept: list[int], pro
 @pytest.mark.parametrize("model_name", MODELS)
 def test_sequence_trim_leaves_the_cache_as_if_the_tokens_were_never_fed(model_name, request):
     model = request.getfixturevalue(model_name)
-    sequence = Sequence(model, batch_size=64)
+    sequence = CacheSequence(model, batch_size=64)
     prompt = model.tokenize(PROMPT, add_bos=True)
 
     @settings(max_examples=SLOW.get(model_name, 40), deadline=None,

@@ -10,7 +10,7 @@ from backspace_cli.cli.data import synth
 from backspace_cli.default_model import default_model_path
 from backspace_cli.errors import UserError
 from backspace_cli.engine.model import load_model
-from backspace_cli.engine.sequence import Sequence
+from backspace_cli.engine.sequence import CacheSequence
 from backspace_cli.engine.session import find_delete_token
 from backspace_cli.data.synth import IGNORE, SynthOptions, Synthesizer, read_samples, synthesize
 
@@ -203,7 +203,7 @@ def test_model_errors_are_plausible_alternatives_and_never_the_true_token(builti
     _, tokenized, _, synthesizer = assert_deletes_line_up(builtin, "model", rate=0.4, top_k=top_k)
     delete = synthesizer.delete_ids[0]
     usable = synthesizer.vocabulary.is_usable
-    sequence = Sequence(builtin, 512)
+    sequence = CacheSequence(builtin, 512)
     checked = 0
     for sample in tokenized:
         ids = sample["input_ids"]

@@ -88,7 +88,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
 @friendly_errors()
-def evaluate(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p, seed, max_tokens, limit,
+def eval_command(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p, seed, max_tokens, limit,
              delete_token, ctx_size, threads, as_json, answers):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
     delete token banned (--no-delete), with the same seeds.
@@ -102,7 +102,7 @@ def evaluate(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p,
 
     from ..default_model import default_model_path
     from ..errors import UserError
-    from ..data.evaluation import EvalOptions, Evaluator, read_tasks, report_json, report_table, settings_for
+    from ..data.evaluation import EvalOptions, Evaluator, read_tasks, report_json, report_table, arms_for
     from ..engine.model import load_model
 
     if model is None:
@@ -119,7 +119,7 @@ def evaluate(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p,
     if evaluator.delete_token is None:
         errors.print("[yellow]This model has no delete token: both settings generate plainly.[/yellow]")
     options = evaluator.options  # with the model's recommended sampling filled in
-    steps = len(tasks) * len(settings_for(options))
+    steps = len(tasks) * len(arms_for(options))
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True, disable=not errors.is_terminal) as bar:
         task = bar.add_task("eval", total=steps)

@@ -5,7 +5,7 @@ import click
 
 from .. import __version__
 from .convert import convert, inspect
-from .data import evaluate, synth
+from .data import eval_command, synth
 from .friendly import friendly_errors
 from .options import engine_options, settings_from
 
@@ -82,4 +82,4 @@ def info():
 main.add_command(convert)
 main.add_command(inspect)
 main.add_command(synth)
-main.add_command(evaluate)
+main.add_command(eval_command)

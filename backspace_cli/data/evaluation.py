@@ -37,7 +37,7 @@ class EvalOptions:
 
 
 @dataclass(frozen=True)
-class Setting:
+class EvalArm:
     name: str
     deletes: bool  # False bans the delete token
     greedy: bool
@@ -55,7 +55,7 @@ class Outcome:
 
 
 @dataclass
-class SettingReport:
+class ArmReport:
     name: str
     deletes_enabled: bool
     greedy: bool
@@ -115,13 +115,13 @@ def wilson(correct: int, total: int) -> tuple[float, float]:
     return (low, high)
 
 
-def settings_for(options: EvalOptions) -> list[Setting]:
+def arms_for(options: EvalOptions) -> list[EvalArm]:
     sampled = options.temp > 0
     settings = []
     if sampled:
-        settings += [Setting("deletes", True, False), Setting("no-delete", False, False)]
+        settings += [EvalArm("deletes", True, False), EvalArm("no-delete", False, False)]
     if options.greedy or not sampled:
-        settings += [Setting("greedy, deletes", True, True), Setting("greedy, no-delete", False, True)]
+        settings += [EvalArm("greedy, deletes", True, True), EvalArm("greedy, no-delete", False, True)]
     return settings
 
 
@@ -146,7 +146,7 @@ class Evaluator:
             return self.model.tokenize(prompt, add_bos=True)
         return self.template.tokens([{"role": "user", "content": prompt}])
 
-    def answer(self, prompt: list[int], setting: Setting, seed: int, task: Task) -> Outcome:
+    def answer(self, prompt: list[int], setting: EvalArm, seed: int, task: Task) -> Outcome:
         o = self.options
         sampler = make_sampler(0.0 if setting.greedy else o.temp, o.top_k, o.top_p, o.min_p, seed)
         rules = delete_rules(self.delete_token, enabled=setting.deletes, greedy=setting.greedy)
@@ -161,8 +161,8 @@ class Evaluator:
             seconds=done.timings.generation_s,
         )
 
-    def run(self, tasks: list[Task], progress: Callable[[], None] | None = None) -> list[SettingReport]:
-        settings = settings_for(self.options)
+    def run(self, tasks: list[Task], progress: Callable[[], None] | None = None) -> list[ArmReport]:
+        settings = arms_for(self.options)
         outcomes: dict[str, list[Outcome]] = {s.name: [] for s in settings}
         for index, task in enumerate(tasks):
             prompt = self.prompt_tokens(task.prompt)
@@ -176,13 +176,13 @@ class Evaluator:
         return [summarise(s, outcomes[s.name]) for s in settings]
 
 
-def summarise(setting: Setting, outcomes: list[Outcome]) -> SettingReport:
+def summarise(setting: EvalArm, outcomes: list[Outcome]) -> ArmReport:
     n = len(outcomes)
     correct = sum(o.correct for o in outcomes)
     deleted = [o for o in outcomes if o.deletes > 0]
     kept = [o for o in outcomes if o.deletes == 0]
     seconds = sum(o.seconds for o in outcomes)
-    return SettingReport(
+    return ArmReport(
         name=setting.name,
         deletes_enabled=setting.deletes,
         greedy=setting.greedy,
@@ -214,7 +214,7 @@ class PairedComparison:
     p_value: float  # exact McNemar test: how often chance alone would split the discordant pairs so unevenly
 
 
-def compare(enabled: SettingReport, banned: SettingReport) -> PairedComparison:
+def compare(enabled: ArmReport, banned: ArmReport) -> PairedComparison:
     n = len(enabled.outcomes)
     wins = sum(a.correct and not b.correct for a, b in zip(enabled.outcomes, banned.outcomes))
     losses = sum(b.correct and not a.correct for a, b in zip(enabled.outcomes, banned.outcomes))
@@ -226,7 +226,7 @@ def compare(enabled: SettingReport, banned: SettingReport) -> PairedComparison:
                             min(1.0, 2 * tail))
 
 
-def comparisons(reports: list[SettingReport]) -> list[PairedComparison]:
+def comparisons(reports: list[ArmReport]) -> list[PairedComparison]:
     """Each deletes-enabled setting against the banned one with the same sampling."""
     return [compare(enabled, banned) for enabled in reports if enabled.deletes_enabled
             for banned in reports if not banned.deletes_enabled and banned.greedy == enabled.greedy]
@@ -236,13 +236,7 @@ def _accuracy(outcomes: list[Outcome]) -> float | None:
     return sum(o.correct for o in outcomes) / len(outcomes) if outcomes else None
 
 
-def evaluate(
-    model: Model, tasks: list[Task], options: EvalOptions, progress: Callable[[], None] | None = None
-) -> list[SettingReport]:
-    return Evaluator(model, options).run(tasks, progress)
-
-
-def report_json(model_path: str, tasks: list[Task], options: EvalOptions, reports: list[SettingReport],
+def report_json(model_path: str, tasks: list[Task], options: EvalOptions, reports: list[ArmReport],
                 delete_token: str | None) -> dict:
     return {
         "model": model_path,
@@ -254,7 +248,7 @@ def report_json(model_path: str, tasks: list[Task], options: EvalOptions, report
     }
 
 
-def report_table(reports: list[SettingReport], title: str):
+def report_table(reports: list[ArmReport], title: str):
     """The reports as a rich table: one column per setting, so that they compare side by side."""
     from rich.table import Table
 

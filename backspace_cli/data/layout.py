@@ -14,7 +14,7 @@ SENTINEL = "\ue000{}\ue001"
 Part = tuple[str, object]
 
 
-class Layout:
+class SampleLayout:
     """Renders conversations as `chat` does (chat_template.ChatTemplate): the model's template, else
     ChatML, with the special tokens (BOS included) written by the template itself."""
 

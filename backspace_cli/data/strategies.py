@@ -6,12 +6,12 @@ import llama_cpp
 import numpy as np
 
 from ..engine.model import Model
-from ..engine.sequence import Sequence
+from ..engine.sequence import CacheSequence
 
 MODEL_PREFIX = "model:"
 
 
-class Vocabulary:
+class TextTokens:
     """The tokens of a tokenizer that can stand in a text on their own, and their bytes."""
 
     def __init__(self, model: Model, excluded: set[int]) -> None:
@@ -51,7 +51,7 @@ def _whole_text(piece: bytes) -> bool:
 Strategy = Callable[[list[int], bytes, list[int], int], list[int]]
 
 
-def random_strategy(vocabulary: Vocabulary, rng: np.random.Generator) -> Strategy:
+def random_strategy(vocabulary: TextTokens, rng: np.random.Generator) -> Strategy:
     """Any ordinary vocabulary token, uniformly, that is not a correct continuation."""
 
     def wrong_tokens(context: list[int], rest: bytes, reply: list[int], count: int) -> list[int]:
@@ -61,7 +61,7 @@ def random_strategy(vocabulary: Vocabulary, rng: np.random.Generator) -> Strateg
     return wrong_tokens
 
 
-def reply_strategy(vocabulary: Vocabulary, rng: np.random.Generator) -> Strategy:
+def reply_strategy(vocabulary: TextTokens, rng: np.random.Generator) -> Strategy:
     """A token that the same reply uses elsewhere, such as a wrong digit in a number: the slips that are
     hard to tell from the truth. A reply with no such token gets a random one."""
     fallback = random_strategy(vocabulary, rng)
@@ -76,7 +76,7 @@ def reply_strategy(vocabulary: Vocabulary, rng: np.random.Generator) -> Strategy
     return wrong_tokens
 
 
-def _draw(vocabulary: Vocabulary, rng: np.random.Generator, accept: Callable[[int], bool]) -> int:
+def _draw(vocabulary: TextTokens, rng: np.random.Generator, accept: Callable[[int], bool]) -> int:
     for _ in range(100):
         token = int(rng.choice(vocabulary.usable))
         if accept(token):
@@ -87,11 +87,11 @@ def _draw(vocabulary: Vocabulary, rng: np.random.Generator, accept: Callable[[in
     raise ValueError("no vocabulary token differs from the true text here")
 
 
-def model_strategy(vocabulary: Vocabulary, rng: np.random.Generator, top_k: int) -> Strategy:
+def model_strategy(vocabulary: TextTokens, rng: np.random.Generator, top_k: int) -> Strategy:
     """A plausible mistake: sampled from the model's own top alternatives at that position, never the
     true token. Further wrong tokens of a multi-token error continue the mistake as the model would."""
     model = vocabulary.model
-    sequence = Sequence(model, batch_size=512)
+    sequence = CacheSequence(model, batch_size=512)
     fallback = random_strategy(vocabulary, rng)
 
     def logits_after(context: list[int]) -> np.ndarray:

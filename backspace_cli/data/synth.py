@@ -11,8 +11,8 @@ import numpy as np
 from ..errors import UserError
 from ..engine.model import Model
 from ..engine.session import find_delete_token
-from .layout import Layout
-from .strategies import MODEL_PREFIX, Strategy, Vocabulary, model_strategy, random_strategy, reply_strategy
+from .layout import SampleLayout
+from .strategies import MODEL_PREFIX, Strategy, TextTokens, model_strategy, random_strategy, reply_strategy
 
 IGNORE = -100  # the label of a token the loss must skip: the prompt, and every injected error
 PROGRESS_MIN_SAMPLES = 200  # fewer than this finish before a progress bar would help
@@ -145,8 +145,8 @@ class Synthesizer:
             )
         else:
             self.delete_ids = []
-        self.vocabulary = Vocabulary(tokenizer, excluded=set(self.delete_ids))
-        self.layout = Layout(tokenizer)
+        self.vocabulary = TextTokens(tokenizer, excluded=set(self.delete_ids))
+        self.layout = SampleLayout(tokenizer)
         if strategy == "model":
             self.strategy: Strategy = model_strategy(self.vocabulary, self.rng, options.top_k)
         elif strategy == "reply":

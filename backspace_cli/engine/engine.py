@@ -23,7 +23,7 @@ from .events import (
 from ..errors import UserError
 from .model import Model
 from .sampling import LogitsProcessor, Sampler
-from .sequence import Sequence
+from .sequence import CacheSequence
 from .text import TokenText
 
 
@@ -128,7 +128,7 @@ class Engine:
 
     def __init__(self, model: Model, batch_size: int = defaults.BATCH_SIZE) -> None:
         self.model = model
-        self.sequence = Sequence(model, batch_size)
+        self.sequence = CacheSequence(model, batch_size)
         self._logits_window: LogitsWindow | None = None
 
     def _window(self, size: int) -> LogitsWindow:

@@ -13,7 +13,7 @@ class DecodeError(RuntimeError):
     pass
 
 
-class Sequence:
+class CacheSequence:
     """Feeds tokens to llama.cpp and trims them off again, so that `tokens` always mirrors the cache.
 
     Attention caches trim in place (`llama_memory_seq_rm`). Recurrent and hybrid models cannot drop a
