@@ -1,3 +1,4 @@
 """backspace: give language models a delete key."""
+from importlib.metadata import version
 
-__version__ = "0.1.0"
+__version__ = version("backspace")  # pyproject.toml holds the number

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from backspace_cli import defaults
 
-from backspace_cli.atomic import atomic_output
+from .atomic import atomic_output
 
 from .target import check_target
 from .streaming import copy_with_delete_token, tensor_bytes

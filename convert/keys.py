@@ -1,5 +1,5 @@
 """The backspace.* metadata keys that mark a GGUF file as a backspace model, and the converter's modes."""
-from backspace_cli import __version__
+from importlib.metadata import version
 
 DELETE_TOKEN_ID = "backspace.delete_token_id"  # UINT32: the id of the delete token
 DELETE_TOKEN = "backspace.delete_token"  # STRING: its text
@@ -8,4 +8,4 @@ CONVERTER_VERSION = "backspace.converter_version"  # STRING: which converter wro
 ALL = (DELETE_TOKEN_ID, DELETE_TOKEN, DELETE_MARKER, CONVERTER_VERSION)
 
 MODES = ("auto", "mark", "reuse", "append", "marker")  # auto picks mark, reuse or append
-VERSION = f"backspace-convert {__version__}"
+VERSION = f"backspace-convert {version('backspace')}"  # pyproject.toml holds the number

@@ -7,7 +7,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from backspace_cli.errors import UserError
+from .errors import UserError
 
 GGUF_MAGIC = b"GGUF"
 SPLIT_SUFFIX = "-00001-of-"  # llama.cpp's shard names: NAME-00001-of-00003.gguf

@@ -10,7 +10,7 @@ from backspace_cli.chat.chat import Chat, MessageTooLong
 from backspace_cli.chat.commands import run_command
 from backspace_cli.chat.repl import Repl
 from backspace_cli.cli.main import main
-from backspace_cli.errors import UserError
+from backspace_convert.errors import UserError
 from backspace_cli.engine.session import Session
 from backspace_cli.settings import Settings
 

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from backspace_cli.cli.data import synth
 from backspace_cli.default_model import default_model_path
-from backspace_cli.errors import UserError
+from backspace_convert.errors import UserError
 from backspace_cli.engine.model import load_model
 from backspace_cli.engine.sequence import CacheSequence
 from backspace_cli.engine.session import find_delete_token

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from ..engine.chat_template import ChatTemplate
 from .conversation import Conversation, Exchange
 from ..engine.engine import consume
-from ..errors import UserError
+from backspace_convert.errors import UserError
 from ..engine.events import Done, Event
 from ..engine.session import Session
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from ..atomic import atomic_output
-from ..errors import UserError
+from backspace_convert.atomic import atomic_output
+from backspace_convert.errors import UserError
 from ..render.renderers import format_stats
 from ..settings import Settings
 

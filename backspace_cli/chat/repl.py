@@ -4,7 +4,7 @@ from rich.console import Console
 from .chat import Chat, MessageTooLong
 from .commands import ExitChat, run_command
 from .line_input import ChatInput, history_path
-from ..errors import UserError
+from backspace_convert.errors import UserError
 from ..engine.events import Done
 from ..render.renderers import LiveRenderer, format_stats, render_reply
 from ..engine.session import Session

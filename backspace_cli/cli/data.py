@@ -101,7 +101,7 @@ def eval_command(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, mi
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..default_model import default_model_path
-    from ..errors import UserError
+    from backspace_convert.errors import UserError
     from ..data.evaluation import EvalOptions, Evaluator, read_tasks, report_json, report_table, arms_for
     from ..engine.model import load_model
 

@@ -3,7 +3,7 @@ import functools
 
 import click
 
-from ..errors import UserError
+from backspace_convert.errors import UserError
 
 
 def friendly_errors(interrupted: str = "interrupted"):

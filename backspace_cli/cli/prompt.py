@@ -2,7 +2,7 @@
 import sys
 from typing import TextIO
 
-from ..errors import UserError
+from backspace_convert.errors import UserError
 
 
 def read_prompt(argument: str | None, stdin: TextIO | None = None) -> str:

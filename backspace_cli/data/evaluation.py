@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .. import defaults
 from ..engine.engine import Engine
-from ..errors import UserError
+from backspace_convert.errors import UserError
 from ..engine.model import Model
 from ..engine.sampling import make_sampler
 from ..engine.session import delete_rules, find_delete_token, unset_sampling

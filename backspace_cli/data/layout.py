@@ -2,7 +2,7 @@
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ..engine.chat_template import CHATML
-from ..errors import UserError
+from backspace_convert.errors import UserError
 from ..engine.model import Model
 
 # Stand-ins for assistant replies while the template renders, so that the replies can be cut out and

@@ -8,7 +8,7 @@ from typing import TextIO
 
 import numpy as np
 
-from ..errors import UserError
+from backspace_convert.errors import UserError
 from ..engine.model import Model
 from ..engine.session import find_delete_token
 from .layout import SampleLayout

@@ -20,7 +20,7 @@ from .events import (
     Timings,
     Token,
 )
-from ..errors import UserError
+from backspace_convert.errors import UserError
 from .model import Model
 from .sampling import LogitsProcessor, Sampler
 from .sequence import CacheSequence

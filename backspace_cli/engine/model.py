@@ -6,7 +6,7 @@ from pathlib import Path
 import llama_cpp
 
 from .. import defaults
-from ..errors import UserError
+from backspace_convert.errors import UserError
 
 GGUF_MAGIC = b"GGUF"
 GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level; the Python bindings do not export it

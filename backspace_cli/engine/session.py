@@ -8,7 +8,7 @@ from gguf.constants import Keys
 from .. import defaults
 from ..default_model import default_model_path
 from .engine import DeleteRules, Engine
-from ..errors import UserError
+from backspace_convert.errors import UserError
 from .events import Event
 from .model import Model, load_model
 from .sampling import make_logits_processors, make_sampler
