@@ -2,46 +2,77 @@
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rich.table import Table
 
 from backspace_convert.atomic import atomic_output
 from backspace_convert.errors import UserError
+from .conversation import Conversation, Exchange
+from ..engine.events import Done
+from ..engine.model import Model
+from ..engine.session import DeleteToken
 from ..render.renderers import format_stats
 from ..settings import Settings
-
-if TYPE_CHECKING:
-    from .repl import Repl
 
 
 class ExitChat(Exception):
     pass
 
 
-def show_help(repl: "Repl", argument: str) -> None:
+class ChatControls(Protocol):
+    """What a slash command may read and do; the REPL provides it, so that commands never import the REPL."""
+
+    trace: bool  # deleted text stays visible, struck through
+
+    @property
+    def settings(self) -> Settings: ...  # the session's own: a change holds from the next reply on
+
+    @property
+    def conversation(self) -> Conversation: ...
+
+    @property
+    def model(self) -> Model: ...
+
+    @property
+    def delete_token(self) -> DeleteToken | None: ...
+
+    @property
+    def template_source(self) -> str: ...  # where the chat template came from
+
+    @property
+    def last(self) -> Done | None: ...  # the last reply's record
+
+    def print(self, renderable: object) -> None: ...
+
+    def undo(self) -> Exchange | None: ...  # forget the last exchange, and return it
+
+    def turn(self, message: str) -> None: ...  # answer a message, as if the user had typed it
+
+
+def show_help(chat: ChatControls, argument: str) -> None:
     table = Table(box=None, show_header=False)
     for name, (_, usage, description) in COMMANDS.items():
         table.add_row(f"[bold]{usage or name}[/bold]", description)
     table.add_row('[bold]"""[/bold]', 'start and end a multi-line message')
-    repl.console.print(table)
+    chat.print(table)
 
 
-def leave(repl: "Repl", argument: str) -> None:
+def leave(chat: ChatControls, argument: str) -> None:
     raise ExitChat
 
 
-def clear(repl: "Repl", argument: str) -> None:
-    repl.chat.conversation.exchanges.clear()
-    repl.console.print("[dim]History cleared.[/dim]")
+def clear(chat: ChatControls, argument: str) -> None:
+    chat.conversation.exchanges.clear()
+    chat.print("[dim]History cleared.[/dim]")
 
 
-def set_system(repl: "Repl", argument: str) -> None:
-    repl.chat.conversation.system = argument or None
-    repl.console.print(f"[dim]System prompt {'set' if argument else 'reset to the model default'}.[/dim]")
+def set_system(chat: ChatControls, argument: str) -> None:
+    chat.conversation.system = argument or None
+    chat.print(f"[dim]System prompt {'set' if argument else 'reset to the model default'}.[/dim]")
 
 
-def set_value(repl: "Repl", argument: str) -> None:
+def set_value(chat: ChatControls, argument: str) -> None:
     key, _, value = argument.partition(" ")
     kind = Settings.TUNABLE.get(key)
     if kind is None:
@@ -50,68 +81,66 @@ def set_value(repl: "Repl", argument: str) -> None:
         parsed = kind(value.strip())
     except ValueError:
         raise UserError(f"/set {key}: {value.strip()!r} is not a {kind.__name__}") from None
-    setattr(repl.chat.session.settings, key, parsed)
-    repl.console.print(f"[dim]{key} = {parsed}[/dim]")
+    setattr(chat.settings, key, parsed)
+    chat.print(f"[dim]{key} = {parsed}[/dim]")
 
 
-def show(repl: "Repl", argument: str) -> None:
-    session = repl.chat.session
-    model, delete = session.model, session.delete_token
+def show(chat: ChatControls, argument: str) -> None:
+    model, delete = chat.model, chat.delete_token
     table = Table(box=None, show_header=False)
     table.add_row("model", str(model.path))
     table.add_row("architecture", model.metadata.get("general.architecture", "?"))
     table.add_row("context", f"{model.n_ctx} tokens")
     table.add_row("vocabulary", f"{model.n_vocab} tokens")
     table.add_row("delete token", f"{delete.text!r} (id {delete.id}, from {delete.source})" if delete else "none")
-    table.add_row("chat template", repl.chat.template.source)
-    table.add_row("system prompt", repl.chat.conversation.system or "(the model's default)")
-    table.add_row("trace", "on" if repl.trace else "off")
+    table.add_row("chat template", chat.template_source)
+    table.add_row("system prompt", chat.conversation.system or "(the model's default)")
+    table.add_row("trace", "on" if chat.trace else "off")
     for key in Settings.TUNABLE:
-        table.add_row(key, str(getattr(session.settings, key)))
-    repl.console.print(table)
+        table.add_row(key, str(getattr(chat.settings, key)))
+    chat.print(table)
 
 
-def trace(repl: "Repl", argument: str) -> None:
+def trace(chat: ChatControls, argument: str) -> None:
     if argument not in ("on", "off"):
         raise UserError("/trace on|off")
-    repl.trace = argument == "on"
-    repl.console.print(f"[dim]Trace {argument}.[/dim]")
+    chat.trace = argument == "on"
+    chat.print(f"[dim]Trace {argument}.[/dim]")
 
 
-def stats(repl: "Repl", argument: str) -> None:
-    last = repl.chat.last
-    repl.console.print(f"[dim]{format_stats(last) if last else 'No reply yet.'}[/dim]")
+def stats(chat: ChatControls, argument: str) -> None:
+    last = chat.last
+    chat.print(f"[dim]{format_stats(last) if last else 'No reply yet.'}[/dim]")
 
 
-def undo(repl: "Repl", argument: str) -> None:
-    exchange = repl.chat.undo()
-    repl.console.print(f"[dim]Forgot: {exchange.user!r}[/dim]" if exchange else "[dim]Nothing to undo.[/dim]")
+def undo(chat: ChatControls, argument: str) -> None:
+    exchange = chat.undo()
+    chat.print(f"[dim]Forgot: {exchange.user!r}[/dim]" if exchange else "[dim]Nothing to undo.[/dim]")
 
 
-def regenerate(repl: "Repl", argument: str) -> None:
-    exchange = repl.chat.undo()
+def regenerate(chat: ChatControls, argument: str) -> None:
+    exchange = chat.undo()
     if exchange is None:
         raise UserError("/regen: no reply to regenerate yet")
-    repl.turn(exchange.user)
+    chat.turn(exchange.user)
 
 
-def save(repl: "Repl", argument: str) -> None:
+def save(chat: ChatControls, argument: str) -> None:
     if not argument:
         raise UserError("/save FILE")
     path = Path(argument).expanduser()
-    session = repl.chat.session
     record = {
-        "model": str(session.model.path),
-        "delete_token": session.delete_token.text if session.delete_token else None,
-        "settings": {key: getattr(session.settings, key) for key in Settings.TUNABLE},
-        **repl.chat.conversation.to_json(),
+        "model": str(chat.model.path),
+        "delete_token": chat.delete_token.text if chat.delete_token else None,
+        "settings": {key: getattr(chat.settings, key) for key in Settings.TUNABLE},
+        **chat.conversation.to_json(),
     }
     with atomic_output(path, force=True) as temporary:
         temporary.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
-    repl.console.print(f"[dim]Saved {len(repl.chat.conversation.exchanges)} exchanges to {path}.[/dim]")
+    chat.print(f"[dim]Saved {len(chat.conversation.exchanges)} exchanges to {path}.[/dim]")
 
 
-Command = Callable[["Repl", str], None]
+Command = Callable[[ChatControls, str], None]
 COMMANDS: dict[str, tuple[Command, str, str]] = {
     "/help": (show_help, "", "this list"),
     "/exit": (leave, "", "leave (also /bye, Ctrl-D)"),
@@ -128,9 +157,9 @@ COMMANDS: dict[str, tuple[Command, str, str]] = {
 }
 
 
-def run_command(repl: "Repl", line: str) -> None:
+def run_command(chat: ChatControls, line: str) -> None:
     name, _, argument = line.strip().partition(" ")
     entry = COMMANDS.get(name)
     if entry is None:
         raise UserError(f"unknown command {name}; /help lists them")
-    entry[0](repl, argument.strip())
+    entry[0](chat, argument.strip())

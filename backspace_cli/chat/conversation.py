@@ -1,7 +1,7 @@
 """A chat's history: the system prompt and the exchanges, each reply with its edit events."""
 from dataclasses import dataclass, field
 
-from ..engine.events import INTERRUPTED, Delete, Event, Token
+from ..engine.events import Delete, Event, Token
 
 
 @dataclass
@@ -15,10 +15,6 @@ class Exchange:
         if isinstance(event, (Token, Delete)):
             kind = "token" if isinstance(event, Token) else "delete"
             self.edits.append({"type": kind, "id": event.id, "text": event.text})
-
-    @property
-    def interrupted(self) -> bool:
-        return self.finish_reason == INTERRUPTED
 
 
 @dataclass

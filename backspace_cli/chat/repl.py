@@ -3,17 +3,51 @@ from rich.console import Console
 
 from .chat import Chat, MessageTooLong
 from .commands import ExitChat, run_command
+from .conversation import Conversation, Exchange
 from .line_input import ChatInput, history_path
 from backspace_convert.errors import UserError
 from ..engine.events import Done
 from ..render.renderers import LiveRenderer, format_stats, render_reply
-from ..engine.session import Session
+from ..engine.model import Model
+from ..engine.session import DeleteToken, Session
 from ..settings import Settings
 
 
 class Repl:
+    """The loop in a terminal; it gives the slash commands their ChatControls."""
+
     def __init__(self, console: Console, chat: Chat, trace: bool, reader: ChatInput) -> None:
         self.console, self.chat, self.trace, self.reader = console, chat, trace, reader
+
+    @property
+    def settings(self) -> Settings:
+        return self.chat.session.settings
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.chat.conversation
+
+    @property
+    def model(self) -> Model:
+        return self.chat.session.model
+
+    @property
+    def delete_token(self) -> DeleteToken | None:
+        return self.chat.session.delete_token
+
+    @property
+    def template_source(self) -> str:
+        return self.chat.template.source
+
+    @property
+    def last(self) -> Done | None:
+        return self.chat.last
+
+    def print(self, renderable: object) -> None:
+        self.console.print(renderable)
+
+    def undo(self) -> Exchange | None:
+        return self.chat.undo()
 
     def banner(self) -> None:
         session = self.chat.session
