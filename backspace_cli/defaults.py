@@ -1,4 +1,5 @@
-"""Every default that backspace uses, each defined here and nowhere else."""
+"""Every default that backspace uses, each defined here and nowhere else; the converter's own, and the
+delete-token names of the file format, are backspace_convert's (its defaults and keys modules)."""
 import os
 
 # Sampling, as in llama.cpp's own defaults, so that comparisons with it are like for like.
@@ -22,13 +23,6 @@ FLASH_ATTENTION = True
 REWIND_WINDOW = 32
 MAX_DELETES = 64  # deletes in one reply; reaching it ends the reply (finish reason "delete_budget")
 MAX_DELETES_PER_POSITION = 4  # then the token at that position is kept: the delete is banned after it
-
-# Token texts recognised as the delete token when the GGUF has no backspace.delete_token_id;
-# the first is the text `backspace convert` gives the token it adds.
-DELETE_TOKEN_NAMES = ("<|delete|>", "<|backspace|>", "<backspace>", "[DELETE]")
-DELETE_TOKEN_TEXT = DELETE_TOKEN_NAMES[0]
-CONVERT_INIT = "mean"  # how `backspace convert` starts an appended token's rows without --rows
-CONVERT_SUFFIX = ".backspace.gguf"  # IN.gguf -> IN.backspace.gguf
 
 
 def threads() -> int:

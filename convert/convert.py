@@ -4,8 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backspace_cli import defaults
-
+from . import defaults
 from .atomic import atomic_output
 
 from .target import check_target
@@ -37,7 +36,7 @@ class Result:
 def default_output(source: Path) -> Path:
     """IN.gguf -> IN.backspace.gguf, next to the input."""
     stem = source.name[: -len(".gguf")] if source.name.endswith(".gguf") else source.name
-    return source.with_name(stem + defaults.CONVERT_SUFFIX)
+    return source.with_name(stem + defaults.OUTPUT_SUFFIX)
 
 
 def convert_file(

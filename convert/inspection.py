@@ -7,7 +7,7 @@ import gguf
 
 from . import keys
 from .reader import ConvertError, open_gguf
-from .vocab import TOKENS, Vocabulary, delete_status, field_value
+from .vocab import TOKENS, Vocabulary, field_value
 
 # Substrings that identify a chat template's family, checked in order.
 TEMPLATE_NAMES = (
@@ -39,7 +39,7 @@ def inspect_model(path: str | Path) -> dict[str, Any]:
     except ConvertError:
         vocabulary = None
     template = field_value(reader, gguf.Keys.Tokenizer.CHAT_TEMPLATE)
-    status = delete_status(reader, vocabulary)
+    status = vocabulary.delete_token() if vocabulary is not None else None
     types = Counter(tensor.tensor_type.name for tensor in reader.tensors)
     return {
         "path": str(path),
@@ -56,7 +56,7 @@ def inspect_model(path: str | Path) -> dict[str, Any]:
         "tensors": len(reader.tensors),
         "chat_template": {"present": template is not None, "name": guess_template(template) if template else None},
         "delete_token": None if status is None else {"id": status.id, "text": status.text, "source": status.source},
-        "delete_token_type": None if status is None else status.type,
+        "delete_token_type": None if status is None or status.id is None else vocabulary.type_name(status.id),
         "converter_version": field_value(reader, keys.CONVERTER_VERSION),
         "candidates": [
             {"id": c.id, "text": c.text, "type": c.type} for c in (vocabulary.candidates() if vocabulary else [])

@@ -5,9 +5,7 @@ from typing import Any
 
 import gguf
 
-from backspace_cli import defaults
-
-from . import keys
+from . import defaults, keys
 from .reader import ConvertError, is_split
 from .rows import load_rows, new_row, parse_init
 from .vocab import SCORES, TOKEN_TYPES, TOKENS, TokenType, Vocabulary, field_value
@@ -24,7 +22,7 @@ class ConvertSpec:
     """What the user asked for."""
 
     mode: str = "auto"  # auto picks mark, reuse or append; or one of MODES, to insist
-    token: str = defaults.DELETE_TOKEN_TEXT  # the delete token's text
+    token: str = keys.DELETE_TOKEN_TEXT  # the delete token's text
     reuse: str | None = None  # reuse: the id or text of the token to rename to `token`
     rows: Path | None = None  # append: trained rows (.npy or .safetensors)
     init: str | None = None  # append without rows: mean (the default), zero or copy:TOKEN
@@ -192,7 +190,7 @@ def _append(reader: gguf.GGUFReader, vocabulary: Vocabulary, arch: str, spec: Co
         )
     if spec.rows is not None and spec.init is not None:
         raise ConvertError("--rows and --init are alternatives: give one")
-    init = spec.init or defaults.CONVERT_INIT
+    init = spec.init or defaults.INIT
     parse_init(init)  # refuse a bad rule before any work
     token_id = len(vocabulary)
     tensors = {tensor.name: tensor for tensor in reader.tensors}

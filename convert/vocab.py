@@ -1,12 +1,11 @@
 """The vocabulary facts a conversion needs, read from a GGUFReader: tokens, types, the delete token, candidates."""
 import re
 from dataclasses import dataclass
+from functools import partial
 
 import gguf
 
-from backspace_cli import defaults
-
-from .keys import DELETE_MARKER, DELETE_TOKEN, DELETE_TOKEN_ID
+from .keys import DeleteToken, find_delete_token
 from .reader import ConvertError
 
 TokenType = gguf.TokenType
@@ -19,16 +18,6 @@ RESERVED = re.compile(
     r"|<extra_id_\d+>|<\|unused_\d+\|>|<\|dummy_\d+\|>|\[unused\d+\]"
 )
 MAX_CANDIDATES = 5
-
-
-@dataclass(frozen=True)
-class DeleteStatus:
-    """How a model's delete token is known, if it is."""
-
-    id: int | None  # None for a marker: it is a sequence of ordinary tokens
-    text: str
-    source: str  # "metadata" (backspace.* keys), "name" (a known delete-token text), or "marker"
-    type: str | None  # the token's type, e.g. "CONTROL"; None for a marker
 
 
 @dataclass(frozen=True)
@@ -79,6 +68,10 @@ class Vocabulary:
             raise ConvertError(f"token {spec!r} is not in the vocabulary")
         return token
 
+    def delete_token(self) -> DeleteToken | None:
+        """The delete token as the engine finds it: the one lookup, asked of this file's tokens."""
+        return find_delete_token(partial(field_value, self.reader), len(self.tokens), self.tokens.__getitem__, self.find)
+
     def type_name(self, token: int) -> str:
         if self.types is None:
             return "NORMAL"
@@ -111,23 +104,3 @@ class Vocabulary:
 def field_value(reader: gguf.GGUFReader, key: str):
     field = reader.get_field(key)
     return field.contents() if field is not None else None
-
-
-def delete_status(reader: gguf.GGUFReader, vocabulary: Vocabulary | None) -> DeleteStatus | None:
-    """The delete token as the engine would find it: backspace.* metadata first, then a known name."""
-    token_id = field_value(reader, DELETE_TOKEN_ID)
-    if token_id is not None:
-        text = field_value(reader, DELETE_TOKEN)
-        in_range = vocabulary is not None and token_id < len(vocabulary)
-        if text is None and in_range:
-            text = vocabulary.tokens[token_id]
-        return DeleteStatus(int(token_id), text or "", "metadata", vocabulary.type_name(token_id) if in_range else None)
-    marker = field_value(reader, DELETE_MARKER)
-    if marker is not None:
-        return DeleteStatus(None, marker, "marker", None)
-    if vocabulary is not None:
-        for name in defaults.DELETE_TOKEN_NAMES:
-            token = vocabulary.find(name)
-            if token is not None:
-                return DeleteStatus(token, name, "name", vocabulary.type_name(token))
-    return None

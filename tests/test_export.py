@@ -9,7 +9,7 @@ import pytest
 
 from backspace_cli.default_model import DEFAULT_MODEL, default_model_path
 from backspace_cli.engine.model import load_model
-from backspace_cli.engine.session import find_delete_token
+from backspace_cli.engine.session import delete_token_for
 
 TRAINING = Path(__file__).resolve().parent.parent / "training"
 sys.path.insert(0, str(TRAINING))
@@ -137,7 +137,7 @@ def test_the_delete_token_is_control_and_recorded_in_metadata(builtin):
     assert int(types.parts[types.data[delete_id]][0]) == gguf.TokenType.CONTROL
     assert builtin.metadata["backspace.delete_token"] == vocab.DELETE
     assert builtin.metadata["backspace.converter_version"]
-    token = find_delete_token(builtin, None)
+    token = delete_token_for(builtin, None)
     assert (token.id, token.text, token.source) == (delete_id, vocab.DELETE, "metadata")
     assert builtin.piece(delete_id) == b""  # llama.cpp never prints it
 

@@ -11,7 +11,7 @@ from backspace_cli.default_model import default_model_path
 from backspace_convert.errors import UserError
 from backspace_cli.engine.model import load_model
 from backspace_cli.engine.sequence import CacheSequence
-from backspace_cli.engine.session import find_delete_token
+from backspace_cli.engine.session import delete_token_for
 from backspace_cli.data.synth import IGNORE, SynthOptions, Synthesizer, read_samples, synthesize
 
 LINES = [
@@ -89,7 +89,7 @@ def test_random_errors_are_masked_and_each_delete_follows_its_error(builtin):
 
 def test_the_text_has_the_delete_token_inline_exactly_where_the_tokens_have_it(builtin):
     records, tokenized, _, synthesizer = run(builtin)
-    delete = find_delete_token(builtin, None)
+    delete = delete_token_for(builtin, None)
     for record, sample in zip(records, tokenized):
         replies = [m["content"] for m in record.get("messages", []) if m["role"] == "assistant"]
         replies = replies or [record["text"]]

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from backspace_convert import keys
+from backspace_convert import defaults, keys
 
-from .. import defaults
 from .friendly import friendly_errors
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -34,14 +33,14 @@ def _interrupt_on_sigterm() -> None:
               help="Where to write the converted model [default: MODEL.backspace.gguf next to MODEL].")
 @click.option("--mode", type=click.Choice(keys.MODES), default="auto", show_default=True,
               help="auto marks the token if the vocabulary has it, reuses with --reuse, else appends.")
-@click.option("--token", "token", default=defaults.DELETE_TOKEN_TEXT, show_default=True, metavar="TEXT",
+@click.option("--token", "token", default=keys.DELETE_TOKEN_TEXT, show_default=True, metavar="TEXT",
               help="The delete token's text.")
 @click.option("--reuse", metavar="TOKEN",
               help="Reuse mode: rename this reserved or unused token (an id or its text) to the delete token.")
 @click.option("--rows", type=click.Path(path_type=Path), metavar="FILE",
               help="Append mode: trained rows from the fine-tune (.npy or .safetensors).")
 @click.option("--init", metavar="mean|zero|copy:TOKEN",
-              help=f"Append mode without --rows: how the new rows start [default: {defaults.CONVERT_INIT}].")
+              help=f"Append mode without --rows: how the new rows start [default: {defaults.INIT}].")
 @click.option("--marker", metavar="TEXT",
               help='Marker mode: the plain text the model writes to delete, e.g. "[DELETE]".')
 @click.option("--force", is_flag=True, help="Replace an existing output file.")

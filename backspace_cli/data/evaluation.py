@@ -9,7 +9,7 @@ from ..engine.engine import Engine
 from backspace_convert.errors import UserError
 from ..engine.model import Model
 from ..engine.sampling import make_sampler
-from ..engine.session import delete_rules, find_delete_token, unset_sampling
+from ..engine.session import delete_rules, delete_token_for, unset_sampling
 
 SCORINGS = ("exact", "contains")
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
@@ -134,7 +134,7 @@ class Evaluator:
         self.model = model
         self.options = replace(options, **unset_sampling(model, options))
         self.engine = Engine(model)
-        self.delete_token = find_delete_token(model, options.delete_token)
+        self.delete_token = delete_token_for(model, options.delete_token)
         self.template = None
         if not options.raw:
             from ..engine.chat_template import ChatTemplate

@@ -9,8 +9,8 @@ from typing import TextIO
 import numpy as np
 
 from backspace_convert.errors import UserError
+from backspace_convert.keys import DELETE_TOKEN_TEXT, find_delete_token
 from ..engine.model import Model
-from ..engine.session import find_delete_token
 from .layout import SampleLayout
 from .strategies import MODEL_PREFIX, Strategy, TextTokens, model_strategy, random_strategy, reply_strategy
 
@@ -132,8 +132,8 @@ class Synthesizer:
         self.model = tokenizer
         self.options = options
         self.rng = np.random.default_rng(options.seed)
-        delete = find_delete_token(tokenizer, None)
-        self.delete_text = options.marker or (delete.text if delete else "<|delete|>")
+        delete = find_delete_token(tokenizer.metadata.get, tokenizer.n_vocab, tokenizer.token_text, tokenizer.find_token)
+        self.delete_text = options.marker or (delete.text if delete else DELETE_TOKEN_TEXT)
         if options.marker:
             self.delete_ids = tokenizer.tokenize(options.marker, add_bos=False, special=True)
         elif delete is not None:

@@ -1,8 +1,8 @@
 """A model opened for generation: its engine, its delete token, and the sampler built from settings."""
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from backspace_convert.keys import DELETE_MARKER, DELETE_TOKEN_ID
+from backspace_convert.keys import DeleteToken, find_delete_token
 from gguf.constants import Keys
 
 from .. import defaults
@@ -14,35 +14,15 @@ from .model import Model, load_model
 from .sampling import make_logits_processors, make_sampler
 from ..settings import Settings
 
-@dataclass(frozen=True)
-class DeleteToken:
-    id: int | None  # None for a marker
-    text: str
-    source: str  # "option", "metadata", "marker" or "name": how it was found
 
-
-def find_delete_token(model: Model, spec: str | None) -> DeleteToken | None:
-    """--delete-token first, then the converter's metadata keys (a token, else a plain-text marker),
-    then the well-known token texts."""
-    if spec is not None:
-        token = model.parse_token(spec)
-        if token is None:
-            raise UserError(f"unknown delete token {spec!r}: it is neither a token id nor one token's text")
-        return DeleteToken(token, model.token_text(token), "option")
-    recorded = model.metadata.get(DELETE_TOKEN_ID)
-    if recorded is not None:
-        token = int(recorded)
-        if not 0 <= token < model.n_vocab:
-            raise UserError(f"{DELETE_TOKEN_ID} is {token}, outside the vocabulary of {model.n_vocab}")
-        return DeleteToken(token, model.token_text(token), "metadata")
-    marker = model.metadata.get(DELETE_MARKER)
-    if marker:
-        return DeleteToken(None, marker, "marker")
-    for name in defaults.DELETE_TOKEN_NAMES:
-        token = model.find_token(name)
-        if token is not None:
-            return DeleteToken(token, name, "name")
-    return None
+def delete_token_for(model: Model, spec: str | None) -> DeleteToken | None:
+    """--delete-token first, else what the file says (backspace_convert's one lookup, asked of llama.cpp)."""
+    if spec is None:
+        return find_delete_token(model.metadata.get, model.n_vocab, model.token_text, model.find_token)
+    token = model.parse_token(spec)
+    if token is None:
+        raise UserError(f"unknown delete token {spec!r}: it is neither a token id nor one token's text")
+    return DeleteToken(token, model.token_text(token), "option")
 
 
 # GGUF's keys for a model's recommended sampling, which llama.cpp's own tools honour as well.
@@ -106,7 +86,7 @@ class Session:
         )
         self.settings = replace(settings, **unset_sampling(self.model, settings))
         self.engine = Engine(self.model)
-        self.delete_token = find_delete_token(self.model, settings.delete_token)
+        self.delete_token = delete_token_for(self.model, settings.delete_token)
         self.logit_bias = self._token_biases(settings.logit_bias)
 
     def _token_biases(self, biases: list[tuple[str, float]]) -> dict[int, float]:
