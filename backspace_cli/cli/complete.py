@@ -1,4 +1,5 @@
 """`backspace complete`: one raw continuation of a prompt, rendered live, as plain text, or as JSONL."""
+from ..api import stream_generate
 from ..engine.engine import consume
 from ..engine.events import Done
 from ..render.renderers import render_reply
@@ -8,8 +9,7 @@ from ..settings import Settings
 
 def run_complete(settings: Settings, prompt: str, output_format: str, trace: bool) -> Done:
     session = Session(settings)
-    tokens = session.model.tokenize(prompt, add_bos=True)
     return render_reply(
         output_format, trace, session.delete_token is not None, session.rewind_window,
-        lambda renderer: consume(session.generate(tokens), renderer),
+        lambda renderer: consume(stream_generate(session, prompt), renderer),
     )
