@@ -8,10 +8,10 @@ from rich.table import Table
 
 from backspace_convert.atomic import atomic_output
 from backspace_convert.errors import UserError
+from backspace_convert.keys import DeleteToken
 from .conversation import Conversation, Exchange
 from ..engine.events import Done
 from ..engine.model import Model
-from ..engine.session import DeleteToken
 from ..render.renderers import format_stats
 from ..settings import Settings
 

@@ -6,10 +6,11 @@ from .commands import ExitChat, run_command
 from .conversation import Conversation, Exchange
 from .line_input import ChatInput, history_path
 from backspace_convert.errors import UserError
+from backspace_convert.keys import DeleteToken
 from ..engine.events import Done
 from ..render.renderers import LiveRenderer, format_stats, render_reply
 from ..engine.model import Model
-from ..engine.session import DeleteToken, Session
+from ..engine.session import Session
 from ..settings import Settings
 
 
