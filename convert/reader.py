@@ -1,4 +1,5 @@
-"""Opening a GGUF file with gguf-py's GGUFReader, guarded: bounded reads, sane counts, one-line errors."""
+"""Opening a GGUF file with gguf-py's GGUFReader, guarded: the file checks that the engine makes too, bounded
+reads, sane counts, one-line errors."""
 import struct
 import sys
 from collections.abc import Sequence
@@ -207,11 +208,12 @@ class _CannotFit(ConvertError):
         super().__init__(f"truncated or corrupt GGUF header: the {what} {count} cannot fit in the {left} bytes left")
 
 
-def open_gguf(path: str | Path) -> GuardedReader:
-    """Read a GGUF file's metadata and tensor index, or raise ConvertError with one clear line."""
-    path = Path(path)
+def check_gguf(path: Path, missing: str = "no such file") -> int:
+    """The checks made before gguf-py or llama.cpp parses a file, each failure one line (ConvertError):
+    it exists (else `missing`), is a file, is not empty, and has GGUF's magic and a version that both
+    read. Returns its size."""
     if not path.exists():
-        raise ConvertError(f"no such file: {path}")
+        raise ConvertError(f"{missing}: {path}")
     if not path.is_file():
         raise ConvertError(f"not a file: {path}")
     size = path.stat().st_size
@@ -232,6 +234,13 @@ def open_gguf(path: str | Path) -> GuardedReader:
     if version not in gguf.gguf_reader.READER_SUPPORTED_VERSIONS:
         supported = " and ".join(str(v) for v in gguf.gguf_reader.READER_SUPPORTED_VERSIONS)
         raise ConvertError(f"unsupported GGUF version {version} (versions {supported} are supported): {path}")
+    return size
+
+
+def open_gguf(path: str | Path) -> GuardedReader:
+    """Read a GGUF file's metadata and tensor index, or raise ConvertError with one clear line."""
+    path = Path(path)
+    size = check_gguf(path)
     reader = GuardedReader.__new__(GuardedReader)  # made first, so a failed parse can say where it was
     try:
         reader.__init__(path, "r")

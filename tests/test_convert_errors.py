@@ -219,3 +219,20 @@ def test_inspect_refuses_the_same_way(tmp_path):
     (tmp_path / "model.gguf").write_bytes(b"nope")
     result = CliRunner().invoke(inspect, [str(tmp_path / "model.gguf")])
     assert result.exit_code == 1 and result.stderr.startswith("Error: not a GGUF file")
+
+
+@pytest.mark.parametrize("data,message", [
+    (None, "model file not found"),
+    (b"", "empty file"),
+    (b"GGML" + b"\0" * 100, "not a GGUF file (bad magic b'GGML')"),
+    (b"GGUF" + struct.pack("<I", 99) + b"\0" * 100, "unsupported GGUF version 99"),
+])
+def test_the_engine_makes_the_same_file_checks(tmp_path, data, message):
+    from backspace_cli.engine.model import ModelError, load_model
+
+    path = tmp_path / "model.gguf"
+    if data is not None:
+        path.write_bytes(data)
+    with pytest.raises(ModelError) as refused:
+        load_model(path)
+    assert message in str(refused.value) and str(refused.value).endswith(f": {path}")

@@ -7,8 +7,7 @@ import llama_cpp
 
 from .. import defaults
 from backspace_convert.errors import UserError
-
-GGUF_MAGIC = b"GGUF"
+from backspace_convert.reader import ConvertError, check_gguf
 GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level; the Python bindings do not export it
 
 
@@ -35,21 +34,6 @@ class _LogSink:
 
 
 LOGS = _LogSink()
-
-
-def check_gguf(path: Path) -> None:
-    """Refuse what llama.cpp would fail on with a wall of log lines, with one clear sentence."""
-    if not path.exists():
-        raise ModelError(f"model file not found: {path}")
-    if not path.is_file():
-        raise ModelError(f"not a file: {path}")
-    try:
-        with path.open("rb") as file:
-            magic = file.read(4)
-    except OSError as error:
-        raise ModelError(f"cannot read model file {path}: {error.strerror}") from None
-    if magic != GGUF_MAGIC:
-        raise ModelError(f"not a GGUF file (bad magic {magic!r}): {path}")
 
 
 def default_gpu_layers() -> int:
@@ -128,7 +112,10 @@ def load_model(
     verbose: bool = False,
 ) -> Model:
     path = Path(path)
-    check_gguf(path)
+    try:  # what llama.cpp would fail on with a wall of log lines, refused with one clear sentence
+        check_gguf(path, missing="model file not found")
+    except ConvertError as error:
+        raise ModelError(str(error)) from None
     LOGS.verbose = verbose
     LOGS.last_error = ""
     threads = n_threads or defaults.threads()
