@@ -24,6 +24,8 @@ REWIND_WINDOW = 32
 MAX_DELETES = 64  # deletes in one reply; reaching it ends the reply (finish reason "delete_budget")
 MAX_DELETES_PER_POSITION = 4  # then the token at that position is kept: the delete is banned after it
 
+CHECK_CONTEXT_SIZE = 256  # convert --check: room for its one short fixed prompt
+
 
 def threads() -> int:
     """llama.cpp decodes fastest on physical cores; SMT siblings rarely help, so halve big counts."""

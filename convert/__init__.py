@@ -1,11 +1,11 @@
 """backspace_convert: puts the delete token into GGUF models (installed from convert/).
 
     from backspace_convert import ConvertSpec, convert_file, inspect_model
-    result = convert_file("model.gguf", spec=ConvertSpec(init="zero"), check=True)
+    result = convert_file("model.gguf", spec=ConvertSpec(init="zero"))
 
 The modules, each with one job: reader (guarded GGUFReader), vocab (tokenizer facts), plan (the
 mode and the Edit), rows and quantize (new rows in any tensor type), sink and streaming (the streaming
-copy), target (may the output be written), verify (structure and logits checks), convert (the whole
+copy), target (may the output be written), verify (the structure check), convert (the whole
 command as a function), inspection (`backspace inspect`), progress (the rich bar), keys (the file-format
 contract: metadata keys, delete-token names and the delete-token lookup), defaults (the converter's own).
 """

@@ -3,6 +3,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import defaults
 from .atomic import atomic_output
@@ -12,11 +13,13 @@ from .streaming import copy_with_delete_token, tensor_bytes
 from .plan import ConvertSpec, Edit, plan_edit
 from .reader import open_gguf
 from .sink import GGUFSink
-from .verify import LogitsCheck, check_logits, check_structure, layout
+from .verify import check_structure, layout
 from .vocab import field_value
 
 # progress(total_bytes) -> a callback taking the bytes copied since its last call
 Progress = Callable[[int], Callable[[int], None]]
+# check(input, written, n_vocab) -> what it found; it raises ConvertError to stop the output appearing
+Check = Callable[[Path, Path, int], Any]
 
 
 @dataclass
@@ -24,7 +27,7 @@ class Result:
     input: Path
     output: Path | None  # None: nothing was written (the input was already converted)
     edit: Edit
-    logits: LogitsCheck | None = None  # set by --check
+    check_result: Any = None  # what the check returned, if one was given
     # seconds: parse, plan, write_metadata, copy_tensors, close, verify, check, sync
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -45,10 +48,12 @@ def convert_file(
     spec: ConvertSpec = ConvertSpec(),
     *,
     force: bool = False,
-    check: bool = False,
+    check: Check | None = None,
     progress: Progress | None = None,
 ) -> Result:
-    """Convert `source` into a backspace model at `output`; raises ConvertError with one line."""
+    """Convert `source` into a backspace model at `output`; raises ConvertError with one line. The structure
+    check always runs; `check` (--check passes the engine's logits check) runs after it, on the written
+    file before it is renamed into place, with the number of the input's tokens."""
     source = Path(source)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -80,13 +85,13 @@ def convert_file(
         started = time.perf_counter()
         check_structure(source_layout, temporary, edit)
         timings["verify"] = time.perf_counter() - started
-        logits = None
+        check_result = None
         if check:
             started = time.perf_counter()
             n_vocab = edit.token_id if edit.mode == "append" else source_layout.n_vocab
-            logits = check_logits(source, temporary, n_vocab)
+            check_result = check(source, temporary, n_vocab)
             timings["check"] = time.perf_counter() - started
         started = time.perf_counter()
     timings["sync"] = time.perf_counter() - started  # fsync and rename, as the block above closes
-    return Result(source, target, edit, logits, timings)
+    return Result(source, target, edit, check_result, timings)
 

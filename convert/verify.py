@@ -1,4 +1,5 @@
-"""Checking a written output: its structure against the input (always), and its logits in llama.cpp (--check)."""
+"""Checking a written output's structure against the input and the edit. (--check's comparison of logits runs
+in the engine, the layer that drives llama.cpp, and reaches convert_file as its `check`.)"""
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,6 @@ from .plan import Edit
 from .reader import ConvertError, open_gguf
 from .vocab import TokenType
 
-CHECK_PROMPT = "The quick brown fox jumps over the lazy dog. Water is made of hydrogen and oxygen, 1 2 3."
 SPOT_BYTES = 4096  # bytes compared at the start and end of every tensor
 
 
@@ -96,40 +96,3 @@ def check_structure(source: InputLayout, output_path: Path, edit: Edit) -> None:
             fail(f"the data of {name} changed")
         if row is not None and new[n_bytes:].tobytes() != row:
             fail(f"the new row of {name} is not the one planned")
-
-
-@dataclass(frozen=True)
-class LogitsCheck:
-    prompt_tokens: int  # the fixed prompt's length
-    tokens: int  # logits compared after each decode: every original token
-
-
-def check_logits(input_path: Path, output_path: Path, n_vocab: int, n_threads: int | None = None) -> LogitsCheck:
-    """Load both files in llama.cpp, decode the same fixed prompt (as one batch, then one more token on
-    its own, so both kinds of kernel are covered), and require the logits of every original token to
-    be bit-identical after each."""
-    from backspace_cli.engine.model import ModelError, load_model
-    from backspace_cli.engine.sequence import CacheSequence
-
-    def logits_of(path: Path, prompt: list[int] | None) -> tuple[list[int], list[np.ndarray]]:
-        try:
-            model = load_model(path, n_ctx=256, n_threads=n_threads)
-        except ModelError as error:
-            raise ConvertError(f"--check: {error}") from None
-        try:
-            if prompt is None:
-                prompt = model.tokenize(CHECK_PROMPT, add_bos=True, special=False)
-            sequence = CacheSequence(model, batch_size=len(prompt))
-            rows = [sequence.feed(prompt[:-1])[:n_vocab].copy(), sequence.feed(prompt[-1:])[:n_vocab].copy()]
-            del sequence
-        finally:
-            model.llama.close()
-        return prompt, rows
-
-    prompt, before = logits_of(input_path, None)
-    _, after = logits_of(output_path, prompt)
-    for step, (a, b) in enumerate(zip(before, after)):
-        if not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
-            differ = int(np.count_nonzero(a.view(np.uint32) != b.view(np.uint32)))
-            raise ConvertError(f"--check failed: {differ} of {n_vocab} logits differ after decode {step + 1}")
-    return LogitsCheck(len(prompt), n_vocab)

@@ -10,11 +10,11 @@ import pytest
 
 import convert_models
 import tiny_models
+from backspace_cli.engine.logits_check import check_logits
 from backspace_cli.engine.model import load_model
 from backspace_convert import ConvertError, ConvertSpec, convert_file, inspect_model, open_gguf
 from backspace_convert.streaming import field_spans
 from backspace_convert.sink import GGUFSink
-from backspace_convert.verify import check_logits
 
 DELETE = tiny_models.DELETE
 
@@ -122,6 +122,25 @@ def test_check_logits_passes_on_smollm2_and_the_input_is_unchanged(smollm2_path,
     check = check_logits(smollm2_path, smollm2_converted.output, 49152, n_threads=1)
     assert check.tokens == 49152 and check.prompt_tokens > 10
     assert not (smollm2_path.parent / (smollm2_path.name + ".partial")).exists()
+
+
+def test_a_check_sees_the_written_file_before_the_rename_and_can_stop_it(tiny_llama_without_delete_path, tmp_path):
+    seen = []
+
+    def check(source, written, n_vocab):
+        seen.append((source, written.is_file(), written.name != "out.gguf", n_vocab))
+        return "checked"
+
+    result = convert_file(tiny_llama_without_delete_path, tmp_path / "out.gguf", ConvertSpec(init="zero"), check=check)
+    assert result.check_result == "checked"
+    assert seen == [(tiny_llama_without_delete_path, True, True, 345)]  # the original tokens, not the new one
+
+    def refuse(source, written, n_vocab):
+        raise ConvertError("--check failed: 1 of 345 logits differ after decode 1")
+
+    with pytest.raises(ConvertError, match="--check failed"):
+        convert_file(tiny_llama_without_delete_path, tmp_path / "refused.gguf", ConvertSpec(init="zero"), check=refuse)
+    assert [path.name for path in tmp_path.iterdir()] == ["out.gguf"]
 
 
 @pytest.mark.smollm2

@@ -60,8 +60,11 @@ def convert(model, output, mode, token, reuse, rows, init, marker, force, check)
 
     _interrupt_on_sigterm()
     spec = ConvertSpec(mode=mode, token=token, reuse=reuse, rows=rows, init=init, marker=marker)
+    check_logits = None
+    if check:  # only --check needs llama.cpp
+        from ..engine.logits_check import check_logits
     with copy_progress() as progress:
-        result = convert_file(model, output, spec, force=force, check=check, progress=progress)
+        result = convert_file(model, output, spec, force=force, check=check_logits, progress=progress)
     for warning in result.edit.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.output is None:
@@ -72,8 +75,8 @@ def convert(model, output, mode, token, reuse, rows, init, marker, force, check)
     seconds = sum(result.timings.values())
     size = result.output.stat().st_size / 1e6
     click.echo(f"wrote {result.output} ({size:,.1f} MB, structure checked) in {seconds:.1f} s")
-    if result.logits is not None:
-        click.echo(f"--check: logits bit-identical for all {result.logits.tokens:,} original tokens")
+    if result.check_result is not None:
+        click.echo(f"--check: logits bit-identical for all {result.check_result.tokens:,} original tokens")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
