@@ -4,6 +4,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+from backspace_convert import keys
 
 import vocab
 
@@ -61,9 +62,9 @@ def export(weights: Mapping[str, np.ndarray], config, path: str | Path, *, name:
         key, add = SAMPLING_KEYS[setting]
         getattr(writer, add)(key, value)
 
-    writer.add_uint32("backspace.delete_token_id", vocab.token_id(vocab.DELETE))
-    writer.add_string("backspace.delete_token", vocab.DELETE)
-    writer.add_string("backspace.converter_version", EXPORTER_VERSION)
+    writer.add_uint32(keys.DELETE_TOKEN_ID, vocab.token_id(vocab.DELETE))
+    writer.add_string(keys.DELETE_TOKEN, vocab.DELETE)
+    writer.add_string(keys.CONVERTER_VERSION, EXPORTER_VERSION)
 
     for gguf_name, torch_name in tensor_names(config.n_layer):
         writer.add_tensor(gguf_name, np.ascontiguousarray(weights[torch_name], dtype=np.float32))
