@@ -11,7 +11,6 @@ from .quantize import decode_rows, encode_row, row_bytes
 from .reader import ConvertError
 from .vocab import Vocabulary
 
-INITS = ("mean", "zero", "copy:TOKEN")
 CHUNK_BYTES = 4 << 20  # rows are averaged this many bytes at a time, so memory stays small
 EMBEDDING_NAMES = ("embedding", "token_embd", "embed_tokens")  # accepted names in a .safetensors file
 OUTPUT_NAMES = ("output", "lm_head")
