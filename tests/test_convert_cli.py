@@ -5,10 +5,16 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 import convert_models
 from backspace_cli.cli.convert import convert, inspect
+from backspace_cli.engine.model import load_model
+from backspace_cli.engine.session import delete_token_for
+from backspace_convert import ConvertSpec, convert_file, inspect_model, keys, open_gguf
+from backspace_convert.errors import UserError
+from backspace_convert.streaming import field_spans
 
 
 def test_convert_says_which_mode_it_used_and_writes_the_default_name(tiny_llama_without_delete_path, tmp_path):
@@ -83,3 +89,31 @@ def test_the_backspace_command_converts_and_inspects(tiny_llama_without_delete_p
     assert json.loads(run.stdout)["delete_token"]["source"] == "metadata"
     run = subprocess.run([command, "convert", str(tmp_path / "missing.gguf")], capture_output=True, text=True)
     assert run.returncode == 1 and run.stderr == f"Error: no such file: {tmp_path / 'missing.gguf'}\n"
+
+
+def test_inspect_and_the_engine_find_the_same_delete_token(tiny_llama_path, tiny_llama_without_delete_path, tmp_path):
+    def engine_finds(path):
+        model = load_model(path, n_ctx=64, n_threads=1)
+        try:
+            return delete_token_for(model, None)
+        finally:
+            model.llama.close()
+
+    appended = convert_file(tiny_llama_without_delete_path, tmp_path / "appended.gguf", ConvertSpec(init="zero")).output
+    marker = convert_file(tiny_llama_without_delete_path, tmp_path / "marker.gguf", ConvertSpec(marker="[DELETE]")).output
+    for path, source in ((tiny_llama_path, "name"), (appended, "metadata"), (marker, "marker")):
+        found = engine_finds(path)
+        assert found.source == source
+        assert inspect_model(path)["delete_token"] == {"id": found.id, "text": found.text, "source": found.source}
+
+    # A recorded id outside the vocabulary: both refuse the file with the same line.
+    data = bytearray(appended.read_bytes())
+    _, end = field_spans(open_gguf(appended))[keys.DELETE_TOKEN_ID]
+    data[end - 4 : end] = (9999).to_bytes(4, "little")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(data)
+    line = f"{keys.DELETE_TOKEN_ID} is 9999, outside the vocabulary of 346"
+    refused = CliRunner().invoke(inspect, [str(broken)])
+    assert refused.exit_code == 1 and refused.stderr == f"Error: {line}\n"
+    with pytest.raises(UserError, match=line):
+        engine_finds(broken)
