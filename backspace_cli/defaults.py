@@ -26,6 +26,13 @@ MAX_DELETES_PER_POSITION = 4  # then the token at that position is kept: the del
 
 CHECK_CONTEXT_SIZE = 256  # convert --check: room for its one short fixed prompt
 
+# backspace serve
+SERVE_HOST = "127.0.0.1"  # loopback: other machines reach the server only when told to
+SERVE_PORT = 8080  # llama-server's port, so that tools set up for it find this one too
+SERVE_QUEUE = 64  # requests that may wait for the model; past them, 503 with Retry-After
+SERVE_RETRY_AFTER_S = 1  # what that 503 asks: the queue moves on at every reply
+SERVE_MAX_BODY = 1 << 20  # bytes in one request body: far more than any context holds as text
+
 
 def threads() -> int:
     """llama.cpp decodes fastest on physical cores; SMT siblings rarely help, so halve big counts."""

@@ -67,6 +67,25 @@ class PlainRenderer:
             self.stream.flush()
 
 
+def event_record(event: Event) -> dict:
+    """An event as plain JSON data: the shape of --format jsonl, and of the server's edit stream."""
+    if isinstance(event, Token):
+        return {"type": "token", "id": event.id, "text": event.text}
+    if isinstance(event, Delete):
+        return {"type": "delete", "id": event.id, "text": event.text}
+    return {
+        "type": "done",
+        "finish_reason": event.finish_reason,
+        "text": event.text,
+        "tokens": event.counts.tokens,
+        "generated": event.counts.generated,
+        "deletes": event.counts.deletes,
+        "prompt_tokens": event.counts.prompt_tokens,
+        "prompt_tps": round(event.prompt_tps, 2),
+        "gen_tps": round(event.gen_tps, 2),
+    }
+
+
 class JsonlRenderer:
     """One JSON object per event; replaying the token and delete events gives the done event's text."""
 
@@ -74,23 +93,7 @@ class JsonlRenderer:
         self.stream = stream
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Token):
-            record = {"type": "token", "id": event.id, "text": event.text}
-        elif isinstance(event, Delete):
-            record = {"type": "delete", "id": event.id, "text": event.text}
-        else:
-            record = {
-                "type": "done",
-                "finish_reason": event.finish_reason,
-                "text": event.text,
-                "tokens": event.counts.tokens,
-                "generated": event.counts.generated,
-                "deletes": event.counts.deletes,
-                "prompt_tokens": event.counts.prompt_tokens,
-                "prompt_tps": round(event.prompt_tps, 2),
-                "gen_tps": round(event.gen_tps, 2),
-            }
-        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.write(json.dumps(event_record(event), ensure_ascii=False) + "\n")
         self.stream.flush()
 
 
