@@ -89,6 +89,14 @@ class _Reply:
         self._positions.pop(len(self.tokens), None)
         return Delete(self.tokens.pop(), self.text.pop())
 
+    def record_delete(self, token: int, start: int, ban: bool) -> None:
+        """`token` was deleted from the end, by a delete that began with `start`."""
+        position = self.position(len(self.tokens))
+        if ban:
+            position.bans.add(token)
+        position.deletes += 1
+        position.delete_starts.add(start)
+
     def deletable(self) -> int:
         return len(self.tokens) - self.final
 
@@ -190,45 +198,37 @@ class Engine:
                     first_token_at = time.perf_counter()
 
                 if token == rules.token_id:
-                    if not reply.deletable():  # nothing to delete: the reply is empty, or the rest is final
-                        refused += 1
-                        reply.position(index).bans.add(token)
-                    elif deletes >= rules.max_deletes:
-                        finish = DELETE_BUDGET
+                    trigger, start = 0, token  # the delete token: it never enters the reply
+                else:
+                    if model.is_end_of_generation(token):
+                        finish = STOP
                         break
-                    else:
-                        deletes += 1
-                        yield from self._take_back(reply, len(prompt), start=token, marker_tokens=0,
-                                                   ban=rules.ban_deleted)
-                    logits = window.load(len(reply.tokens))
-                    continue
+                    appended += 1
+                    yield reply.append(token, model.piece(token))
+                    trigger = reply.text.suffix_pieces(marker) if marker else 0
+                    if not trigger:
+                        logits = sequence.feed([token])
+                        if window is not None:
+                            window.save(len(reply.tokens), logits)
+                        continue
+                    start = reply.tokens[-trigger]  # the model wrote the marker: a delete in ordinary tokens
 
-                if model.is_end_of_generation(token):
-                    finish = STOP
+                # A delete of the last token, asked by the reply's last `trigger` tokens, which go first:
+                # a marker never stays in the text.
+                if reply.deletable() <= trigger:  # nothing before the trigger to delete: empty, or final
+                    yield from self._take_back(reply, len(prompt), trigger)
+                    refused += 1
+                    reply.position(len(reply.tokens)).bans.add(start)
+                elif deletes >= rules.max_deletes:
+                    yield from self._take_back(reply, len(prompt), trigger)
+                    finish = DELETE_BUDGET
                     break
-                appended += 1
-                yield reply.append(token, model.piece(token))
-                marker_tokens = reply.text.suffix_pieces(marker) if marker else 0
-                if marker_tokens:  # the model wrote the marker: a delete, spelled in ordinary tokens
-                    start = reply.tokens[-marker_tokens]
-                    if reply.deletable() <= marker_tokens or deletes >= rules.max_deletes:
-                        for _ in range(marker_tokens):  # the marker itself never stays in the text
-                            yield reply.pop()
-                        sequence.trim(len(prompt) + len(reply.tokens))
-                        if deletes >= rules.max_deletes:
-                            finish = DELETE_BUDGET
-                            break
-                        refused += 1
-                        reply.position(len(reply.tokens)).bans.add(start)
-                    else:
-                        deletes += 1
-                        yield from self._take_back(reply, len(prompt), start=start, marker_tokens=marker_tokens,
-                                                   ban=rules.ban_deleted)
-                    logits = window.load(len(reply.tokens))
-                    continue
-                logits = sequence.feed([token])
-                if window is not None:
-                    window.save(len(reply.tokens), logits)
+                else:
+                    deletes += 1
+                    deleted = reply.tokens[-trigger - 1]
+                    yield from self._take_back(reply, len(prompt), trigger + 1)
+                    reply.record_delete(deleted, start, ban=rules.ban_deleted)
+                logits = window.load(len(reply.tokens))  # the saved distribution, for a retry
         except KeyboardInterrupt:
             finish = INTERRUPTED
             sequence.resync()
@@ -251,21 +251,11 @@ class Engine:
             context_used=len(sequence.tokens),
         )
 
-    def _take_back(
-        self, reply: _Reply, n_prompt: int, start: int, marker_tokens: int, ban: bool
-    ) -> Iterator[Delete]:
-        """Delete the last token (after taking back a marker's tokens, if any), from the reply and the
-        cache; the caller restores the saved distribution at its position, for a retry."""
-        for _ in range(marker_tokens):
+    def _take_back(self, reply: _Reply, n_prompt: int, count: int) -> Iterator[Delete]:
+        """Remove the reply's last `count` tokens, then trim the cache once (a recurrent model rebuilds it)."""
+        for _ in range(count):
             yield reply.pop()
-        deleted = reply.pop()
-        yield deleted
         self.sequence.trim(n_prompt + len(reply.tokens))
-        position = reply.position(len(reply.tokens))
-        if ban:
-            position.bans.add(deleted.id)
-        position.deletes += 1
-        position.delete_starts.add(start)
 
 
 def consume(events: Generator[Event, None, None], handle: Callable[[Event], None]) -> Done:
