@@ -8,6 +8,7 @@ from .convert import convert, inspect
 from .data import eval_command, synth
 from .friendly import friendly_errors
 from .options import engine_options, settings_from
+from .serve import serve
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -83,3 +84,4 @@ main.add_command(convert)
 main.add_command(inspect)
 main.add_command(synth)
 main.add_command(eval_command)
+main.add_command(serve)

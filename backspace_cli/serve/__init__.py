@@ -1,0 +1,1 @@
+"""`backspace serve`: an OpenAI-compatible HTTP server over one model, and a page that shows its edit stream."""
