@@ -1,0 +1,119 @@
+"""The chat page in a real browser: Debian's chromium, headless, driven by Playwright (no browser download)."""
+import io
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("starlette", reason="the server's extra is not installed: pip install -e '.[serve]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("no chromium on PATH (make test installs Debian's package; apt-get install chromium): "
+                "the page's browser test cannot run", allow_module_level=True)
+
+from serve_client import done_record, running_server, sse_chunks  # noqa: E402
+
+QUESTION = "What is 12+7?"
+# Records each piece's look at the moment it is marked deleted, before any timer can change it.
+WATCH_DELETES = """() => {
+  window.deletedLooks = [];
+  new MutationObserver((records) => {
+    for (const record of records) {
+      const before = (record.oldValue || "").split(" ");
+      if (record.target.classList.contains("deleted") && !before.includes("deleted")) {
+        const style = getComputedStyle(record.target);
+        window.deletedLooks.push([style.display, style.textDecorationLine]);
+      }
+    }
+  }).observe(document.getElementById("log"), {subtree: true, attributes: true, attributeFilter: ["class"],
+                                                attributeOldValue: true});
+}"""
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server("--logit-bias", "<|delete|>=10") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page()
+    try:
+        page.goto(server.url)
+        sync_api.expect(page.locator("#model")).to_have_text("backspace-tiny")
+        yield page
+    finally:
+        page.close()
+
+
+def ask(page, question: str) -> dict:
+    """Send `question` as a person would; return the done record of the stream the page received."""
+    with page.expect_response("**/v1/chat/completions") as answer:
+        page.fill("#message", question)
+        page.press("#message", "Enter")
+    chunks = sse_chunks(io.BytesIO(answer.value.body()))
+    page.wait_for_selector(".reply[data-done]")
+    return done_record(chunks)
+
+
+def kept_text(page) -> str:
+    return "".join(page.locator(".reply .piece:not(.deleted)").all_text_contents())
+
+
+def test_in_trace_mode_deleted_pieces_stay_struck_through_beside_the_final_answer(page):
+    page.check("#trace")
+    done = ask(page, QUESTION)
+    deleted = page.locator(".reply .deleted")
+    assert deleted.count() == done["deletes"] > 0
+    for index in range(deleted.count()):
+        display, line = deleted.nth(index).evaluate("e => [getComputedStyle(e).display, getComputedStyle(e).textDecorationLine]")
+        assert display != "none" and "line-through" in line
+    assert kept_text(page) == done["text"]
+    assert f"{done['deletes']} deletes" in page.locator(".stats").inner_text()
+
+
+def test_outside_trace_mode_a_deleted_piece_flashes_struck_through_then_goes(page):
+    page.evaluate(WATCH_DELETES)
+    done = ask(page, QUESTION)
+    looks = page.evaluate("window.deletedLooks")
+    assert done["deletes"] > 0 and looks == [["inline", "line-through"]] * done["deletes"]
+    sync_api.expect(page.locator(".flash")).to_have_count(0)
+    assert page.locator(".reply").inner_text() == done["text"]  # what shows is the final answer alone
+    page.check("#trace")  # and the toggle brings the deleted text back
+    assert page.locator(".reply .deleted").first.is_visible()
+
+
+def test_the_next_question_sends_the_history_and_reuses_the_servers_cache(page):
+    ask(page, QUESTION)
+    ask(page, "And 3+4?")
+    assert page.locator(".reply[data-done]").count() == 2
+    stats = page.locator(".stats").nth(1).inner_text()
+    assert ", 0 cached" not in stats and "cached" in stats
+
+
+def test_model_text_is_shown_as_text_never_as_html(page):
+    hostile = ['<img src=x onerror="window.pwned=1">', "<script>window.pwned=1</script>"]
+    events = [{"type": "token", "id": 1, "text": text} for text in hostile]
+    done = {"type": "done", "finish_reason": "stop", "text": "".join(hostile), "tokens": 2, "generated": 2,
+            "deletes": 0, "prompt_tokens": 1, "prompt_tps": 1.0, "gen_tps": 1.0}
+    body = "".join(f"data: {json.dumps({'choices': [{'index': 0, 'delta': {}, 'backspace': event}]})}\n\n"
+                   for event in [*events, done]) + "data: [DONE]\n\n"
+    page.route("**/v1/chat/completions", lambda route: route.fulfill(status=200, body=body,
+                                                                      content_type="text/event-stream"))
+    page.fill("#message", "anything")
+    page.press("#message", "Enter")
+    page.wait_for_selector(".reply[data-done]")
+    assert page.locator(".reply").inner_text() == "".join(hostile)
+    assert page.evaluate("window.pwned") is None and page.locator(".reply img, .reply script").count() == 0
