@@ -131,6 +131,19 @@ class LogitsWindow:
         return self._restored
 
 
+class _NoWindow:
+    """The window of a reply that cannot delete: it allocates nothing, and a decode step copies no row."""
+
+    def save(self, index: int, logits: np.ndarray) -> None:
+        pass
+
+    def load(self, index: int) -> np.ndarray:
+        raise LookupError("a reply that cannot delete keeps no logits")  # no delete reaches here
+
+
+_NO_WINDOW = _NoWindow()
+
+
 class Engine:
     """Owns a model's cache across calls, so a chat re-evaluates only what changed."""
 
@@ -139,11 +152,14 @@ class Engine:
         self.sequence = CacheSequence(model, batch_size)
         self._logits_window: LogitsWindow | None = None
 
-    def _window(self, size: int) -> LogitsWindow:
-        """The engine's one window, made anew only when a reply asks for another size."""
+    def _window(self, rules: DeleteRules) -> LogitsWindow | _NoWindow:
+        """The engine's one window, made anew only when a reply asks for another size. Saved logits serve
+        only a delete: a reply that cannot delete gets the window that keeps nothing."""
+        if not rules.can_delete:
+            return _NO_WINDOW
         window = self._logits_window
-        if window is None or len(window.rows) != size + 1:
-            window = self._logits_window = LogitsWindow(size, self.model.n_vocab)
+        if window is None or len(window.rows) != rules.window + 1:
+            window = self._logits_window = LogitsWindow(rules.window, self.model.n_vocab)
         return window
 
     def generate(
@@ -165,6 +181,8 @@ class Engine:
 
     def _generate(self, prompt, sampler, processors, max_tokens, rules) -> Iterator[Event]:
         model, sequence = self.model, self.sequence
+        # With deletes off, neither trigger is recognised, so nothing asks the window for a row.
+        delete_token = rules.token_id if rules.enabled else None
         marker = rules.marker if rules.enabled else None
         started = time.perf_counter()
         first_token_at = prompt_done = None
@@ -177,10 +195,8 @@ class Engine:
             sequence.trim(reused)
             logits = sequence.feed(prompt[reused:])
             prompt_done = time.perf_counter()
-            # Saved logits serve only a delete: without one, each step skips a row copy (1 MiB at 262k tokens).
-            window = self._window(rules.window) if rules.can_delete else None
-            if window is not None:
-                window.save(0, logits)
+            window = self._window(rules)
+            window.save(0, logits)
             while True:
                 index = len(reply.tokens)
                 if index >= max_tokens:
@@ -197,7 +213,7 @@ class Engine:
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
 
-                if token == rules.token_id:
+                if token == delete_token:
                     trigger, start = 0, token  # the delete token: it never enters the reply
                 else:
                     if model.is_end_of_generation(token):
@@ -208,8 +224,7 @@ class Engine:
                     trigger = reply.text.suffix_pieces(marker) if marker else 0
                     if not trigger:
                         logits = sequence.feed([token])
-                        if window is not None:
-                            window.save(len(reply.tokens), logits)
+                        window.save(len(reply.tokens), logits)
                         continue
                     start = reply.tokens[-trigger]  # the model wrote the marker: a delete in ordinary tokens
 
