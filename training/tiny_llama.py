@@ -63,7 +63,7 @@ class Attention(nn.Module):
         self.v = nn.Linear(config.n_embd, kv, bias=False)
         self.o = nn.Linear(config.n_embd, config.n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         c = self.config
         batch, time, _ = x.shape
         q = self.q(x).view(batch, time, c.n_head, c.head_dim).transpose(1, 2)
@@ -73,7 +73,8 @@ class Attention(nn.Module):
         if c.n_head_kv != c.n_head:  # each key/value head serves a group of query heads
             k = k.repeat_interleave(c.n_head // c.n_head_kv, dim=1)
             v = v.repeat_interleave(c.n_head // c.n_head_kv, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1 / math.sqrt(c.head_dim))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                           scale=1 / math.sqrt(c.head_dim))
         return self.o(y.transpose(1, 2).reshape(batch, time, c.n_embd))
 
 
@@ -96,8 +97,8 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.n_embd, config.norm_eps)
         self.ffn = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -119,11 +120,18 @@ class TinyLlama(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits for every position of a (batch, time) tensor of token ids."""
-        time = tokens.shape[1]
-        cos, sin = self.cos[:time], self.sin[:time]
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for every position of a (batch, time) tensor of token ids: a causal sequence, or a tree
+        of sequences packed together, with each token's position and a (batch, time, time) mask of
+        what it may attend to (its own branch: itself and its ancestors)."""
+        if positions is None:
+            time = tokens.shape[1]
+            cos, sin = self.cos[:time], self.sin[:time]
+        else:
+            cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
+            mask = mask[:, None]
         x = self.embed(tokens)
         for block in self.blocks:
-            x = block(x, cos, sin)
+            x = block(x, cos, sin, mask)
         return self.output(self.norm(x))

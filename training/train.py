@@ -1,15 +1,24 @@
-"""Train the built-in model from scratch: addition with injected errors, so that it learns to delete its slips.
+"""Train the built-in model from scratch on two-sum (training/twosum.py): supervised, then by reinforcement.
 
     python training/train.py [--out backspace_cli/models/backspace-tiny.gguf]   (or: make demo-model)
 
-Two stages, both fed by `backspace synth`, with the errors masked out of the loss:
-1. wrong digits taken from the answer itself (`--strategy reply`), the slips that are hard to tell from
-   the truth, mixed with a few random characters;
-2. the stage-1 model's own plausible mistakes (`--strategy model:stage1.gguf`), the near-miss digits that
-   sampling really produces, mixed with more wrong digits from the answer.
+Every sample is a state the engine can really be in. After a delete the context is exactly the one
+before the deleted token, so a flat "x e <delete> y" sample would train y under a context that never
+occurs. Instead, at every state the target is <|delete|> if the reply so far can no longer become the
+right answer (a dead state), else the next token of the answer. One question's states are packed into
+one sequence, a tree: the clean reply, and each dead reply as a branch whose tokens attend only to the
+engine's context in that state (the tokens that made it dead are never targets themselves).
+1. Supervised, on dead states made from the list's other numbers: the first numbers the model might
+   wrongly choose, and wrong second numbers.
+2. Supervised, on the dead states that the stage-1 model itself reaches, greedily (a search, with
+   bans) and sampled, mixed with more of stage 1's.
+3. Reinforcement (GRPO): groups of sampled replies per question, with the engine's delete semantics
+   (training/rollout.py); the reward is a right answer less a cost per delete, with a KL term to the
+   stage-2 model.
 Everything is seeded: the same command with the same torch build gives the same file.
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -30,12 +39,17 @@ from torch.nn import functional as F  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # backspace_cli, when run from a checkout without an install
 
-import arithmetic  # noqa: E402
 import export_gguf  # noqa: E402
+import rollout  # noqa: E402
+import twosum  # noqa: E402
 import vocab  # noqa: E402
 from tiny_llama import Config, TinyLlama  # noqa: E402
 
-from backspace_cli.data.synth import IGNORE, SynthOptions, open_synthesizer, synthesize, read_samples  # noqa: E402
+IGNORE = -100  # the label that adds nothing to the loss, as in backspace synth's tokenized output
+DELETE, BOS, EOS = (vocab.token_id(t) for t in (vocab.DELETE, vocab.BOS, vocab.EOS))
+USER, ASSISTANT = vocab.token_id("<|user|>"), vocab.token_id("<|assistant|>")
+TEXTS = [text.replace("▁", " ") for text, _ in vocab.tokens()]
+IDS = {text: i for i, text in enumerate(TEXTS) if len(text) == 1}
 
 
 @dataclass
@@ -45,27 +59,31 @@ class Recipe:
     n_layer: int = 4  # blocks
     n_head: int = 4  # attention heads
     n_ff: int = 384  # feed-forward width
-    context: int = 128  # longest sequence
-    stage1_steps: int = 3500  # steps on wrong digits from the answer (and a few random characters)
-    stage2_steps: int = 3000  # steps on the stage-1 model's own mistakes, mixed with more wrong digits
+    context: int = 512  # longest sequence: a chat of several questions
+    stage1_steps: int = 3000  # steps on dead states made from the list's other numbers
+    stage2_steps: int = 1500  # steps on the stage-1 model's own dead states, mixed with stage 1's kind
+    rl_steps: int = 200  # GRPO steps
     batch: int = 64  # sequences per step
     lr: float = 3e-3  # peak learning rate
     warmup: int = 200  # steps of linear warm-up, then cosine decay to lr / 10
     weight_decay: float = 0.1
-    reply_error_rate: float = 0.15  # synth --rate for wrong digits from the answer itself
-    random_error_rate: float = 0.05  # synth --rate for random characters
-    random_share: float = 0.25  # share of stage-1 samples that get random characters instead
-    own_error_rate: float = 0.10  # synth --rate for the stage-1 model's own mistakes
-    own_samples: int = 48_000  # stage-2 samples with the model's own mistakes (synth decodes for each error)
-    max_errors: int = 2  # synth --max-errors
-    error_tokens: int = 2  # synth --error-tokens: errors of up to this many tokens
-    no_bos_share: float = 0.1  # share of sequences trained without BOS, for callers that leave it out
-    chat_share: float = 0.15  # share of wrong-digit and own-mistake samples that are chats of 2 or 3 questions
+    branches: int = 2  # wrong replies per question, each trained as its dead prefixes
+    second_share: float = 0.3  # share of wrong replies that go wrong in the second number
+    dead_depth: int = 2  # dead prefixes trained per wrong reply: a delete after each of its first tokens
+    chat_share: float = 0.05  # share of questions asked after 1 to 5 earlier exchanges
+    own_tasks: int = 6000  # stage-2 questions on which the stage-1 model is run
+    own_temperature: float = 1.0  # stage 2 also samples the stage-1 model at this temperature
+    rl_prompts: int = 16  # questions per GRPO step
+    rl_group: int = 8  # sampled replies per question
+    rl_lr: float = 2e-4
+    rl_temperature: float = 1.0
+    rl_delete_cost: float = 0.02  # reward: 1 for the right answer, less this per delete
+    rl_kl: float = 0.05  # weight of the KL term to the stage-2 model
+    rl_max_tokens: int = 24
     threads: int = 2
-    # Written into the GGUF as the model's recommended sampling (general.sampling.*), which backspace
-    # uses unless told otherwise: at temperature 1.5 the model slips, and its deletes lift accuracy
-    # (README, "The built-in model"). Greedy decoding is more accurate still, with --temp 0.
-    sampling: dict = field(default_factory=lambda: {"temp": 1.5, "top_k": 0, "top_p": 1.0, "min_p": 0.0})
+    # Written into the GGUF as the model's recommended sampling (general.sampling.*): greedy, where the
+    # model is most accurate, and where a delete bans the deleted token so the retry tries another.
+    sampling: dict = field(default_factory=lambda: {"temp": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0})
 
 
 LENGTH_POOL = 32  # batches whose samples are sorted by length together
@@ -75,51 +93,137 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def as_chats(tasks: list[dict], recipe: Recipe, seed: int) -> list[dict]:
-    """Group some consecutive tasks into chats of 2 or 3 exchanges; the rest stay single questions."""
+def encode(text: str) -> list[int]:
+    """Our vocabulary's tokens for plain ASCII text, as llama.cpp tokenizes it (one per character)."""
+    return [IDS[c] for c in text]
+
+
+def decode(ids: list[int]) -> str:
+    return "".join(TEXTS[i] for i in ids)
+
+
+def turn(question: str) -> list[int]:
+    return [USER] + encode(question) + [EOS, ASSISTANT]
+
+
+def prompt_ids(history: list[dict], question: str) -> list[int]:
+    """BOS, the earlier exchanges, then the question, as the chat template renders them."""
+    ids = [BOS]
+    for task in history:
+        ids += turn(task["prompt"]) + encode(task["response"]) + [EOS]
+    return ids + turn(question)
+
+
+def packed(history: list[dict], task: dict, dead: set[str], context: int) -> dict | None:
+    """One question's sample, packed as a tree: the chat with every reply learned, then each dead reply
+    as a branch off the longest prefix of the answer it shares, each of its tokens learning to delete.
+
+    A branch token sees exactly what the engine would hold in that state: the prompt, the answer's
+    prefix and the branch's own earlier tokens, at the engine's positions. `parents[i]` is the token
+    before token i in its branch; `targets[i]` is what token i should predict (IGNORE: nothing)."""
+    ids, targets = [BOS], [IGNORE]
+    for t in history + [task]:
+        asked, said = turn(t["prompt"]), encode(t["response"]) + [EOS]
+        ids += asked + said
+        targets += [IGNORE] * (len(asked) - 1) + said + [IGNORE]
+    if len(ids) > context:
+        return None
+    parents = list(range(-1, len(ids) - 1))
+    reply_start = len(ids) - len(encode(task["response"])) - 1  # the final reply's first token
+    children: dict[tuple[int, int], int] = {}
+    for reply in sorted(dead):
+        shared = next((i for i, (a, b) in enumerate(zip(reply, task["response"])) if a != b),
+                      min(len(reply), len(task["response"])))
+        node = reply_start - 1 + shared  # the last token of the state it leaves the answer from
+        for token in encode(reply[shared:]):
+            if (node, token) not in children:
+                children[node, token] = len(ids)
+                ids.append(token)
+                parents.append(node)
+                targets.append(DELETE)
+            node = children[node, token]
+    return {"input_ids": ids, "parents": parents, "targets": targets}
+
+
+def numbers_of(task: dict) -> list[str]:
+    """The list's numbers, as written in the question (every number in it but the target, which is last)."""
+    words = "".join(c if c.isdigit() else " " for c in task["prompt"]).split()
+    return words[:-1]
+
+
+def wrong_replies(task: dict, rng: random.Random, recipe: Recipe) -> list[str]:
+    """Plausible wrong replies: another of the list's numbers first, or a wrong second number."""
+    first, second = task["response"].split("+")
+    others = [n for n in numbers_of(task) if n not in (first, second)]
+    out = []
+    for _ in range(recipe.branches):
+        if rng.random() < recipe.second_share:
+            out.append(f"{first}+{rng.choice(others + [first])}")
+        else:
+            wrong = rng.choice(others + [second])
+            out.append(f"{wrong}+{rng.choice(numbers_of(task))}")
+    return out
+
+
+def dead_prefixes(reply: str, response: str, depth: int) -> set[str]:
+    """The first `depth` dead prefixes of a wrong reply: where it leaves the answer, and after."""
+    split = next((i for i, (a, b) in enumerate(zip(reply, response)) if a != b), None)
+    if split is None:
+        return set()
+    return {reply[: split + k] for k in range(1, depth + 1) if split + k <= len(reply)}
+
+
+def with_history(tasks: list[dict], rng: random.Random, recipe: Recipe) -> list[tuple[list[dict], dict]]:
+    """Each task, after 1 to 5 earlier exchanges (other tasks) for a share of them."""
+    out = []
+    for task in tasks:
+        history = rng.sample(tasks, rng.randint(1, 5)) if rng.random() < recipe.chat_share else []
+        out.append(([t for t in history if t is not task], task))
+    return out
+
+
+def supervised(tasks: list[dict], seed: int, recipe: Recipe, own: dict[str, set[str]] | None = None) -> list[dict]:
+    """One packed sample per question: its clean reply, the dead states of wrong replies made from the
+    list's numbers, and the dead replies in `own` (by question) that a model reached itself."""
     rng = random.Random(seed)
-    samples, i = [], 0
-    while i < len(tasks):
-        size = rng.choice((2, 3)) if rng.random() < recipe.chat_share else 1
-        group = tasks[i : i + size]
-        i += size
-        if len(group) == 1:
-            samples.append(group[0])
-            continue
-        messages = []
-        for task in group:
-            messages += [{"role": "user", "content": task["prompt"]}, {"role": "assistant", "content": task["response"]}]
-        samples.append({"messages": messages})
+    samples = []
+    for history, task in with_history(tasks, rng, recipe):
+        dead = set((own or {}).get(task["prompt"], ()))
+        for wrong in wrong_replies(task, rng, recipe):
+            dead |= dead_prefixes(wrong, task["response"], recipe.dead_depth)
+        sample = packed(history, task, dead, recipe.context)
+        if sample is not None:
+            samples.append(sample)
     return samples
 
 
-def synth_data(tasks: list[dict], strategy: str, tokenizer: Path, recipe: Recipe, seed: int, build: Path, name: str,
-               rate: float):
-    """Run backspace synth over `tasks`; return the tokenized samples (input_ids, labels)."""
-    source = build / f"{name}.tasks.jsonl"
-    source.write_text("".join(json.dumps(task) + "\n" for task in tasks))
-    options = SynthOptions(rate=rate, max_errors=recipe.max_errors, error_tokens=recipe.error_tokens, seed=seed)
-    synthesizer = open_synthesizer(strategy, str(tokenizer), options, tokenized=True)
-    with source.open() as lines, (build / f"{name}.jsonl").open("w") as out, (
-        build / f"{name}.tokens.jsonl"
-    ).open("w") as tokens:
-        stats = synthesize(read_samples(lines), synthesizer, out, tokens)
-    summary = stats.summary()
-    log(f"synth {name} ({strategy.split(':')[0]}): {summary['samples']} samples, "
-        f"{summary['samples_with_errors']} with errors, {summary['errors']} errors")
-    with (build / f"{name}.tokens.jsonl").open() as tokens:
-        samples = [json.loads(line) for line in tokens]
-    return [sample for sample in samples if len(sample["input_ids"]) <= recipe.context]
+def rules(greedy: bool, enabled: bool = True, max_tokens: int = 24) -> rollout.Rules:
+    return rollout.Rules(delete=DELETE, end=EOS, greedy=greedy, enabled=enabled, max_tokens=max_tokens)
+
+
+def own_dead_states(model: TinyLlama, tasks: list[dict], recipe: Recipe,
+                    generator: torch.Generator) -> dict[str, set[str]]:
+    """The dead replies that `model` reaches on `tasks`, greedily and sampled, by question."""
+    dead: dict[str, set[str]] = {}
+    for greedy in (True, False):
+        for start in range(0, len(tasks), 256):
+            chunk = tasks[start : start + 256]
+            runs = rollout.generate(model, [prompt_ids([], t["prompt"]) for t in chunk], rules(greedy),
+                                    recipe.own_temperature, generator)
+            for task, run in zip(chunk, runs):
+                for step in run.steps:
+                    reply = decode(step.context[len(run.prompt) :])
+                    if not twosum.alive(reply, task["response"]):
+                        dead.setdefault(task["prompt"], set()).add(reply)
+    return dead
 
 
 def batches(samples: list[dict], recipe: Recipe, rng: np.random.Generator):
-    """Endless shuffled batches, padded to their longest sequence; labels IGNORE on padding.
+    """Endless shuffled batches of packed samples: token ids, positions, attention masks, targets.
 
     Each batch holds samples of about the same length (sorted within pools of LENGTH_POOL batches),
     or the few long chats would pad every batch to several times the length of a single question."""
-    pad = vocab.token_id(vocab.EOS)
-    bos = vocab.token_id(vocab.BOS)
-    lengths = np.array([len(sample["input_ids"]) for sample in samples])
+    lengths = np.array([len(s["input_ids"]) for s in samples])
     pool = recipe.batch * LENGTH_POOL
     while True:
         order = rng.permutation(len(samples))
@@ -129,43 +233,28 @@ def batches(samples: list[dict], recipe: Recipe, rng: np.random.Generator):
             chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
             groups += [chunk[i : i + recipe.batch] for i in range(0, len(chunk) - recipe.batch + 1, recipe.batch)]
         for group in rng.permutation(len(groups)):
-            rows = []
-            for index in groups[group]:
-                ids, labels = samples[index]["input_ids"], samples[index]["labels"]
-                if ids[0] == bos and rng.random() < recipe.no_bos_share:
-                    ids, labels = ids[1:], labels[1:]
-                rows.append((ids, labels))
-            width = max(len(ids) for ids, _ in rows)
-            x = torch.full((len(rows), width), pad, dtype=torch.long)
-            y = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-            for row, (ids, labels) in enumerate(rows):
-                x[row, : len(ids)] = torch.tensor(ids)
-                y[row, : len(labels)] = torch.tensor(labels)
-            yield x, y
+            rows = [samples[i] for i in groups[group]]
+            width = max(len(row["input_ids"]) for row in rows)
+            x = np.full((len(rows), width), EOS)
+            positions = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width, width), dtype=bool)
+            y = np.full((len(rows), width), IGNORE)
+            for r, row in enumerate(rows):
+                n = len(row["input_ids"])
+                x[r, :n], y[r, :n] = row["input_ids"], row["targets"]
+                for i, parent in enumerate(row["parents"]):
+                    if parent >= 0:
+                        mask[r, i] = mask[r, parent]
+                        positions[r, i] = positions[r, parent] + 1
+                    mask[r, i, i] = True
+                mask[r, range(n, width), range(n, width)] = True  # padding sees itself, so no row is empty
+            yield (torch.from_numpy(x), torch.from_numpy(positions), torch.from_numpy(mask),
+                   torch.from_numpy(y))
 
 
-def loss_of(model: TinyLlama, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # Position t predicts the label at t + 1; IGNORE labels (prompt, errors, padding) add nothing.
-    logits = model(x)[:, :-1]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[:, 1:].reshape(-1), ignore_index=IGNORE)
-
-
-def train(model, samples, steps, recipe, rng, step0, total_steps, optimizer, probe) -> None:
-    stream = batches(samples, recipe, rng)
-    started = time.time()
-    for step in range(step0, step0 + steps):
-        lr = learning_rate(step, total_steps, recipe)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = next(stream)
-        loss = loss_of(model, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if (step + 1) % 250 == 0 or step + 1 == step0 + steps:
-            rate = (step + 1 - step0) / (time.time() - started)
-            log(f"step {step + 1}/{total_steps} loss {loss.item():.4f} lr {lr:.2e} ({rate:.1f} steps/s) {probe()}")
+def loss_of(model: TinyLlama, x, positions, mask, y) -> torch.Tensor:
+    logits = model(x, positions, mask)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
 
 def learning_rate(step: int, total: int, recipe: Recipe) -> float:
@@ -175,48 +264,84 @@ def learning_rate(step: int, total: int, recipe: Recipe) -> float:
     return recipe.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_probe(model: TinyLlama, samples: list[dict]):
-    """Teacher-forced checks on held-out samples: answers right, errors deleted, no false deletes."""
-    delete = vocab.token_id(vocab.DELETE)
-    x = [s["input_ids"] for s in samples]
-    y = [s["labels"] for s in samples]
+def make_optimizer(model: TinyLlama, lr: float, recipe: Recipe) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay)
 
-    @torch.no_grad()
-    def probe() -> str:
-        model.eval()
-        exact = caught = errors = false = clean = 0
-        # What sampling at temperature 1.5 would do: delete after a slip, and not after a right token.
-        p_after_error = p_after_clean = 0.0
-        for start in range(0, len(x), 256):
-            width = max(len(ids) for ids in x[start : start + 256])
-            ids = torch.full((len(x[start : start + 256]), width), 0, dtype=torch.long)
-            labels = torch.full_like(ids, IGNORE)
-            for row, (i, l) in enumerate(zip(x[start : start + 256], y[start : start + 256])):
-                ids[row, : len(i)], labels[row, : len(l)] = torch.tensor(i), torch.tensor(l)
-            logits = model(ids)[:, :-1]
-            guess = logits.argmax(-1)
-            p_delete = torch.softmax(logits / 1.5, -1)[..., delete]
-            target = labels[:, 1:]
-            learned = target != IGNORE
-            exact += ((guess == target) | ~learned).all(-1).sum().item()
-            is_delete = learned & (target == delete)
-            caught += (is_delete & (guess == delete)).sum().item()
-            errors += is_delete.sum().item()
-            clean_positions = learned & (target != delete)
-            false += (clean_positions & (guess == delete)).sum().item()
-            clean += clean_positions.sum().item()
-            p_after_error += p_delete[is_delete].sum().item()
-            p_after_clean += p_delete[clean_positions].sum().item()
+
+def train(model, samples, steps, recipe, rng, step0, total_steps, probe) -> None:
+    optimizer = make_optimizer(model, recipe.lr, recipe)
+    stream = batches(samples, recipe, rng)
+    started = time.time()
+    for step in range(step0, step0 + steps):
+        lr = learning_rate(step, total_steps, recipe)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_of(model, *next(stream))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (step + 1) % 500 == 0 or step + 1 == step0 + steps:
+            rate = (step + 1 - step0) / (time.time() - started)
+            log(f"step {step + 1}/{total_steps} loss {loss.item():.4f} lr {lr:.2e} ({rate:.1f} steps/s) {probe()}")
+
+
+def reinforce(model: TinyLlama, tasks: list[dict], recipe: Recipe, probe) -> None:
+    """GRPO: sampled groups per question, the reward standardised within each group, a KL term to the
+    model as it was before this stage. One update per batch of rollouts, so no ratio clipping."""
+    reference = copy.deepcopy(model).eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    optimizer = make_optimizer(model, recipe.rl_lr, recipe)
+    rng = random.Random(recipe.seed + 7)
+    generator = torch.Generator().manual_seed(recipe.seed + 7)
+    sampled = rules(greedy=False, max_tokens=recipe.rl_max_tokens)
+    started = time.time()
+    for step in range(recipe.rl_steps):
+        chosen = rng.sample(tasks, recipe.rl_prompts)
+        prompts = [prompt_ids([], t["prompt"]) for t in chosen for _ in range(recipe.rl_group)]
+        runs = rollout.generate(model, prompts, sampled, recipe.rl_temperature, generator)
+        right = torch.tensor([float(decode(run.tokens).strip() == chosen[i // recipe.rl_group]["response"])
+                              for i, run in enumerate(runs)])
+        deletes = torch.tensor([float(run.deletes) for run in runs])
+        reward = (right - recipe.rl_delete_cost * deletes).view(recipe.rl_prompts, recipe.rl_group)
+        advantage = ((reward - reward.mean(1, keepdim=True)) / (reward.std(1, keepdim=True) + 1e-4)).view(-1)
         model.train()
-        return (f"| held-out: all tokens right {exact / len(x):.3f}, errors caught {caught / max(1, errors):.3f}, "
-                f"false deletes {false / max(1, clean):.4f}; at temp 1.5 p(delete) after an error "
-                f"{p_after_error / max(1, errors):.3f}, elsewhere {p_after_clean / max(1, clean):.4f}")
+        log_probs = rollout.step_log_probs(model, runs, recipe.rl_temperature, EOS)
+        with torch.no_grad():
+            reference_log_probs = rollout.step_log_probs(reference, runs, recipe.rl_temperature, EOS)
+        n_steps = sum(len(lp) for lp in log_probs)
+        loss = 0.0
+        for a, lp, ref in zip(advantage, log_probs, reference_log_probs):
+            gap = ref - lp
+            kl = torch.exp(gap) - gap - 1  # the k3 estimator of KL(policy || reference), per step
+            loss = loss + (-a * lp + recipe.rl_kl * kl).sum()
+        loss = loss / n_steps
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (step + 1) % 25 == 0 or step + 1 == recipe.rl_steps:
+            rate = (step + 1) / (time.time() - started)
+            log(f"rl step {step + 1}/{recipe.rl_steps} reward {reward.mean():.3f} right {right.mean():.3f} "
+                f"deletes {deletes.mean():.2f} ({rate:.2f} steps/s) {probe()}")
+
+
+def make_probe(model: TinyLlama, tasks: list[dict]):
+    """Held-out accuracy, greedy, with deletes and without, decoded as the engine decodes."""
+    prompts = [prompt_ids([], t["prompt"]) for t in tasks]
+
+    def accuracy(enabled: bool) -> tuple[float, float]:
+        runs = rollout.generate(model, prompts, rules(greedy=True, enabled=enabled))
+        right = sum(decode(r.tokens).strip() == t["response"] for r, t in zip(runs, tasks))
+        return right / len(tasks), sum(r.deletes for r in runs) / len(tasks)
+
+    def probe() -> str:
+        with_deletes, deletes = accuracy(True)
+        without, _ = accuracy(False)
+        return f"| held-out greedy: {with_deletes:.3f} with deletes ({deletes:.2f} a reply), {without:.3f} without"
 
     return probe
-
-
-def make_optimizer(model: TinyLlama, recipe: Recipe) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.98), weight_decay=recipe.weight_decay)
 
 
 def load_weights(model: TinyLlama, path: Path) -> None:
@@ -234,15 +359,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE.parent / "backspace_cli/models/backspace-tiny.gguf")
     parser.add_argument("--build", type=Path, default=HERE / "build", help="working files")
     parser.add_argument("--quick", action="store_true", help="a few steps only: a smoke test of the pipeline")
-    parser.add_argument("--from-stage1", type=Path, metavar="GGUF",
-                        help="skip stage 1: start stage 2 from this stage-1 export (BUILD/stage1.gguf)")
+    parser.add_argument("--from-stage", type=Path, metavar="GGUF",
+                        help="skip the supervised stages: start RL from this export (BUILD/stage2.gguf)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="change one of the recipe's settings, for experiments")
     args = parser.parse_args()
     recipe = Recipe()
+    for setting in args.set:
+        name, value = setting.split("=", 1)
+        setattr(recipe, name, type(getattr(recipe, name))(value))
     if args.quick:
-        recipe.stage1_steps, recipe.stage2_steps = 20, 20
-    sizes = (recipe.stage1_steps * recipe.batch, recipe.own_samples, 1000)
-    if args.quick:
-        sizes = (2000, 1000, 200)
+        recipe.stage1_steps, recipe.stage2_steps, recipe.rl_steps, recipe.own_tasks = 20, 20, 3, 200
     build = args.build
     build.mkdir(parents=True, exist_ok=True)
     log(f"recipe: {json.dumps(asdict(recipe))}")
@@ -250,40 +377,33 @@ def main() -> None:
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     random.seed(recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
     config = Config(n_vocab=vocab.N_VOCAB, n_embd=recipe.n_embd, n_layer=recipe.n_layer, n_head=recipe.n_head,
                     n_head_kv=recipe.n_head, n_ff=recipe.n_ff, context=recipe.context)
     model = TinyLlama(config)
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
-    tokenizer = export_gguf.export_model(model, build / "init.gguf")  # the vocabulary, for synth
-
-    def wrong_digits(count: int, seed: int, name: str, evaluation: bool = False) -> list[dict]:
-        tasks = as_chats(arithmetic.tasks(count, seed, evaluation), recipe, seed)
-        return synth_data(tasks, "reply", tokenizer, recipe, seed, build, name, recipe.reply_error_rate)
-
-    held_out = wrong_digits(sizes[2], recipe.seed + 2, "heldout", evaluation=True)
-    probe = make_probe(model, held_out)
-    # One cosine schedule over both stages; each stage has its own optimizer and its own data order.
+    probe = make_probe(model, twosum.tasks(100 if args.quick else 300, recipe.seed + 2, evaluation=True))
+    train_tasks = twosum.tasks(recipe.stage1_steps * recipe.batch, recipe.seed + 1, evaluation=False)  # each once
     total = recipe.stage1_steps + recipe.stage2_steps
-    if args.from_stage1:
-        load_weights(model, args.from_stage1)
-        stage1_model = args.from_stage1
-        log(f"stage 1 from {stage1_model} {probe()}")
+    if args.from_stage:
+        load_weights(model, args.from_stage)
+        log(f"from {args.from_stage} {probe()}")
     else:
-        random_count = int(sizes[0] * recipe.random_share)
-        stage1 = wrong_digits(sizes[0] - random_count, recipe.seed + 1, "stage1-reply")
-        stage1 += synth_data(arithmetic.tasks(random_count, recipe.seed + 5, False), "random", tokenizer, recipe,
-                             recipe.seed + 5, build, "stage1-random", recipe.random_error_rate)
-        train(model, stage1, recipe.stage1_steps, recipe, rng, 0, total, make_optimizer(model, recipe), probe)
-        stage1_model = export_gguf.export_model(model, build / "stage1.gguf")
+        stage1 = supervised(train_tasks, recipe.seed + 1, recipe)
+        log(f"stage 1: {len(stage1)} samples")
+        train(model, stage1, recipe.stage1_steps, recipe, np.random.default_rng(recipe.seed + 1), 0, total, probe)
+        export_gguf.export_model(model, build / "stage1.gguf")
 
-    stage2_tasks = as_chats(arithmetic.tasks(sizes[1], recipe.seed + 3, False), recipe, recipe.seed + 3)
-    own = synth_data(stage2_tasks, f"model:{stage1_model}", stage1_model, recipe, recipe.seed + 3, build,
-                     "stage2-own", recipe.own_error_rate)
-    mixed = own + wrong_digits(len(own), recipe.seed + 4, "stage2-reply")
-    train(model, mixed, recipe.stage2_steps, recipe, np.random.default_rng(recipe.seed + 4), recipe.stage1_steps,
-          total, make_optimizer(model, recipe), probe)
+        own_tasks = twosum.tasks(recipe.own_tasks, recipe.seed + 3, evaluation=False)
+        own = own_dead_states(model, own_tasks, recipe, generator)
+        log(f"stage 2: {sum(map(len, own.values()))} dead replies of the model's own, on {len(own)} questions")
+        more = twosum.tasks(recipe.stage2_steps * recipe.batch - len(own_tasks), recipe.seed + 4, False)
+        stage2 = supervised(own_tasks, recipe.seed + 3, recipe, own) + supervised(more, recipe.seed + 4, recipe)
+        train(model, stage2, recipe.stage2_steps, recipe, np.random.default_rng(recipe.seed + 4),
+              recipe.stage1_steps, total, probe)
+        export_gguf.export_model(model, build / "stage2.gguf")
 
+    reinforce(model, train_tasks, recipe, probe)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     export_gguf.export_model(model, args.out, sampling=recipe.sampling)
     log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")

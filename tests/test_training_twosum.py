@@ -1,0 +1,90 @@
+"""The built-in model's task (training/twosum.py) and its held-out tasks: one right answer each, never
+an answer pair seen in training, and the trainer's dead states are exactly the replies that cannot win."""
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAINING = Path(__file__).resolve().parent.parent / "training"
+sys.path.insert(0, str(TRAINING))
+
+import twosum  # noqa: E402
+
+EVAL_TASKS = TRAINING / "eval-tasks.jsonl"
+
+
+def listed(prompt):
+    """The list's numbers and the target, read back from the question's words."""
+    *numbers, target = [int(n) for n in re.findall(r"\d+", prompt)]
+    return numbers, target
+
+
+def check(prompt, answer):
+    numbers, target = listed(prompt)
+    assert len(set(numbers)) == len(numbers) and len(numbers) in twosum.SIZES
+    assert all(twosum.LOW <= n <= twosum.HIGH for n in numbers)
+    assert twosum.pairs_adding_to(numbers, target) == [tuple(int(n) for n in answer.split("+"))]
+    a, b = (int(n) for n in answer.split("+"))
+    assert a + b == target and numbers.index(a) < numbers.index(b)  # in list order
+
+
+def test_every_task_has_exactly_one_pair_and_its_answer_names_it_in_list_order():
+    for evaluation in (False, True):
+        for task in twosum.tasks(2000, seed=3, evaluation=evaluation):
+            check(task["prompt"], task["response"])
+
+
+def test_held_out_answer_pairs_are_never_training_answers():
+    training = {frozenset(map(int, t["response"].split("+"))) for t in twosum.tasks(20000, 1, False)}
+    held = {frozenset(map(int, t["response"].split("+"))) for t in twosum.tasks(2000, 2, True)}
+    assert training and held and not training & held
+    assert all(twosum.held_out(*pair) for pair in held)
+
+
+def test_the_shipped_eval_tasks_are_held_out_and_right():
+    tasks = [json.loads(line) for line in EVAL_TASKS.read_text().splitlines()]
+    assert len(tasks) >= 1000
+    for task in tasks:
+        check(task["prompt"], task["answer"])
+        assert twosum.held_out(*(int(n) for n in task["answer"].split("+")))
+
+
+def test_a_reply_is_alive_only_while_it_begins_the_answer():
+    assert all(twosum.alive(prefix, "47+35") for prefix in ("", "4", "47", "47+", "47+3", "47+35"))
+    assert not any(twosum.alive(reply, "47+35") for reply in ("3", "43", "47-", "47+5", "47+35 ", "47+351"))
+
+
+def test_the_same_seed_gives_the_same_tasks():
+    assert twosum.tasks(50, 7, True) == twosum.tasks(50, 7, True)
+    assert twosum.tasks(50, 7, True) != twosum.tasks(50, 8, True)
+
+
+def test_every_packed_state_learns_delete_exactly_when_it_is_dead():
+    """Each token of a packed sample, read with its ancestors as the engine's context, learns the
+    delete token if the reply so far cannot become the answer, else the answer's next token."""
+    pytest.importorskip("torch")
+    import train
+
+    tasks = twosum.tasks(300, seed=4, evaluation=False)
+    answers = {t["prompt"]: t["response"] for t in tasks}
+    deletes = 0
+    for sample in train.supervised(tasks, seed=4, recipe=train.Recipe()):
+        ids, parents, targets = sample["input_ids"], sample["parents"], sample["targets"]
+        for i, target in enumerate(targets):
+            if target == train.IGNORE:
+                continue
+            context, node = [], i
+            while node >= 0:
+                context.append(ids[node])
+                node = parents[node]
+            text = train.decode(context[::-1])
+            question, reply = re.search(r"<\|user\|>([^<]*)</s><\|assistant\|>([^<]*)$", text).groups()
+            if target == train.DELETE:
+                deletes += 1
+                assert not twosum.alive(reply, answers[question])
+                assert twosum.alive(reply[:-1], answers[question]) or targets[parents[i]] == train.DELETE
+            else:
+                assert (answers[question] + "</s>")[len(reply)] == train.decode([target])[0]
+    assert deletes > 300

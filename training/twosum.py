@@ -1,0 +1,95 @@
+"""The built-in model's task: which two numbers of a short list add up to a target, asked in plain words.
+
+Choosing the first number means checking every candidate's complement; checking a written one is one
+subtraction and one look-up. So a model that writes a wrong first number can tell soon after, delete it,
+and try its next candidate: greedy decoding with deletes is a search that the model steers.
+"""
+import argparse
+import json
+import random
+import sys
+import zlib
+
+LOW, HIGH = 10, 99  # every number has two digits
+SIZES = (5, 6, 7, 8)  # numbers in a list
+# Phrasings of the question; the target always comes after the list, so that reading the list cannot
+# already work out the answer. The model only ever answers "a+b", in list order.
+QUESTIONS = (
+    "Which two of {numbers} add up to {target}?",
+    "Which two of {numbers} sum to {target}?",
+    "which two of {numbers} add up to {target}?",
+    "Which two numbers of {numbers} add up to {target}?",
+    "Pick two of {numbers} that add up to {target}.",
+    "Find two of {numbers} that sum to {target}.",
+    "{numbers}: which two add up to {target}?",
+    "Two of {numbers} add up to {target}. Which?",
+)
+SEPARATORS = (" ", ", ")
+
+
+def held_out(a: int, b: int) -> bool:
+    """One answer pair in ten, in either order, is never an answer in training."""
+    low, high = min(a, b), max(a, b)
+    return zlib.crc32(f"{low},{high}".encode()) % 10 == 0
+
+
+def pairs_adding_to(numbers: list[int], target: int) -> list[tuple[int, int]]:
+    return [(a, b) for i, a in enumerate(numbers) for b in numbers[i + 1 :] if a + b == target]
+
+
+def make_list(rng: random.Random, evaluation: bool, size: int) -> tuple[list[int], int]:
+    """A list of `size` distinct numbers in which exactly one pair adds up to the target, and the target."""
+    while True:
+        a, b = rng.sample(range(LOW, HIGH + 1), 2)
+        if held_out(a, b) == evaluation:
+            break
+    target = a + b
+    numbers = [a, b]
+    while len(numbers) < size:
+        x = rng.randint(LOW, HIGH)
+        if x not in numbers and target - x not in numbers:
+            numbers.append(x)
+    rng.shuffle(numbers)
+    return numbers, target
+
+
+def answer(numbers: list[int], target: int) -> str:
+    (a, b), = pairs_adding_to(numbers, target)
+    return f"{a}+{b}"
+
+
+def question(rng: random.Random, numbers: list[int], target: int) -> str:
+    listed = rng.choice(SEPARATORS).join(str(x) for x in numbers)
+    return rng.choice(QUESTIONS).format(numbers=listed, target=target)
+
+
+def tasks(count: int, seed: int, evaluation: bool, sizes: tuple[int, ...] = SIZES) -> list[dict]:
+    """`count` questions from the training or the held-out answer pairs, as {"prompt", "response"}."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        numbers, target = make_list(rng, evaluation, rng.choice(sizes))
+        out.append({"prompt": question(rng, numbers, target), "response": answer(numbers, target)})
+    return out
+
+
+def alive(reply: str, response: str) -> bool:
+    """Whether `reply`, a reply so far, can still become the right answer: with exactly one pair and
+    one way to write it, that is whether it begins the answer."""
+    return response.startswith(reply)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write two-sum tasks as JSONL.")
+    parser.add_argument("count", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval", action="store_true", help="held-out answer pairs, as backspace eval tasks")
+    args = parser.parse_args()
+    for task in tasks(args.count, args.seed, args.eval):
+        if args.eval:
+            task = {"prompt": task["prompt"], "answer": task["response"]}
+        print(json.dumps(task), file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
