@@ -1,5 +1,5 @@
 """The Python API: load a model, then stream the events of one reply, or take its Done record."""
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 from .engine.events import Done, Event
@@ -22,7 +22,7 @@ def load(model: str | None = None, **settings) -> "Session":
     return Session(Settings(model=model, **settings))
 
 
-def stream_generate(session: "Session", prompt: Prompt) -> Iterator[Event]:
+def stream_generate(session: "Session", prompt: Prompt) -> Generator[Event, None, None]:
     """Token and Delete events as the reply is written, then one Done; replaying them gives Done.text."""
     if isinstance(prompt, str):
         tokens = session.model.tokenize(prompt, add_bos=True)

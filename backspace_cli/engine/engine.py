@@ -170,7 +170,7 @@ class Engine:
         logits_processors: Seq[LogitsProcessor] = (),
         max_tokens: int = defaults.MAX_TOKENS,
         rules: DeleteRules = DeleteRules(token_id=None),
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """Yield Token and Delete events, then one Done. The prompt is never deleted."""
         if not prompt:
             raise ValueError("the prompt is empty")
@@ -179,7 +179,7 @@ class Engine:
             raise PromptTooLong(f"the prompt is {len(prompt)} tokens; the context holds {n_ctx}")
         return self._generate(prompt, sampler, logits_processors, max_tokens, rules)
 
-    def _generate(self, prompt, sampler, processors, max_tokens, rules) -> Iterator[Event]:
+    def _generate(self, prompt, sampler, processors, max_tokens, rules) -> Generator[Event, None, None]:
         model, sequence = self.model, self.sequence
         # With deletes off, neither trigger is recognised, so nothing asks the window for a row.
         delete_token = rules.token_id if rules.enabled else None

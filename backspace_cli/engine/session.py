@@ -1,5 +1,5 @@
 """A model opened for generation: its engine, its delete token, and the sampler built from settings."""
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
 
 from backspace_convert.keys import DeleteToken, find_delete_token
@@ -110,7 +110,7 @@ class Session:
         rules = self.rules
         return rules.window if rules.can_delete else 0
 
-    def generate(self, prompt: list[int]) -> Iterator[Event]:
+    def generate(self, prompt: list[int]) -> Generator[Event, None, None]:
         settings = self.settings
         return self.engine.generate(
             prompt,
