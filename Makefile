@@ -19,6 +19,8 @@ endif
 LLAMA_BUILD := $(shell printf '%s' '$(CMAKE_ARGS) $(LLAMA_CPP_CFLAGS)' | sha256sum | cut -c1-12)
 LLAMA_WHEELS := $(CACHE_DIR)/wheels/llama-cpp-python-$(LLAMA_CPP_PYTHON)-$(LLAMA_BUILD)
 EXTENSION := backspace_cli/engine/_min_p.c
+# The tests' extras, the server's among them (a variable: a comma in $(call) would split its argument).
+TEST_EXTRAS := [test,serve]
 
 .PHONY: install install-test test chat bench models clean chromium
 
@@ -44,7 +46,7 @@ $(VENV)/.installed: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/
 	$(call install_with,)
 
 $(VENV)/.installed-test: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/python
-	$(call install_with,[test,serve])
+	$(call install_with,$(TEST_EXTRAS))
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
