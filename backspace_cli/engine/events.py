@@ -7,7 +7,6 @@ LENGTH = "length"  # max_tokens reached
 CONTEXT = "context"  # the context window is full
 INTERRUPTED = "interrupted"  # Ctrl-C
 DELETE_BUDGET = "delete_budget"  # max_deletes reached
-FINISH_REASONS = (STOP, LENGTH, CONTEXT, INTERRUPTED, DELETE_BUDGET)
 
 
 @dataclass(frozen=True, slots=True)
