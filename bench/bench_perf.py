@@ -44,6 +44,7 @@ def median_of(runs: int, measure) -> float:
 
 
 def decode_rate(stamps: list[float]) -> float:
+    """Tokens per second from the first token to the last: prompt processing is not included."""
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
