@@ -14,7 +14,7 @@ MAX_TOKENS = 256
 CONTEXT_SIZE = 4096  # capped at the model's training context
 BATCH_SIZE = 512  # prompt tokens per llama_decode call
 # llama.cpp's own default ("auto") uses flash attention on the CPU; llama-cpp-python's bool turns it
-# off unless asked, which cost 5% of decode speed on SmolLM2 (bench/NOTES.md).
+# off unless asked, which made our decode slower than llama.cpp's (bench/NOTES.md).
 FLASH_ATTENTION = True
 
 # The rewind window: how many of the newest tokens can still be deleted. The engine keeps the raw

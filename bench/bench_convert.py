@@ -123,7 +123,7 @@ def measure(source: Path, work: Path, init: str) -> dict:
 
 def quietly(measure_once):
     """Each run starts with no writeback pending from the one before: the disk's backlog is the
-    largest source of noise here (cp of the same file took 0.6 to 4 s back to back without this)."""
+    largest source of noise here (bench/NOTES.md)."""
     os.sync()
     return measure_once()
 

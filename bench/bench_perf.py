@@ -30,7 +30,7 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backsp
 PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
 THREADS = 2
 # A prefill measure, ours or llama-bench's pp512, is the mean of enough 512-token passes to last about
-# this long, and of 3 at least: on the 262k model one pass takes only ~20 ms.
+# this long, and of 3 at least: on a small model one pass is too short to time alone.
 PREFILL_SECONDS = 1.0
 PREFILL_TOKENS = 512
 SAMPLERS = {"greedy": dict(temp=0.0, top_k=0, top_p=1.0, min_p=0.0),
@@ -64,9 +64,9 @@ def llama_bench(binary: str, model: Path, *arguments: str) -> dict:
 class Bracketed:
     """Measures taken between runs of a reference, and each one's speed relative to its two neighbours.
 
-    This VM's speed shifts by up to 20% from one stretch of seconds to the next (126, then 150, then
-    117 t/s for one bare decode loop within a minute), so a measure is only compared with what ran
-    right before and after it. A ratio between two measures is the ratio of their relative speeds.
+    This VM's speed shifts in steps from one stretch of seconds to the next (bench/NOTES.md), so a
+    measure is only compared with what ran right before and after it. A ratio between two measures is
+    the ratio of their relative speeds.
     """
 
     references: list[float]
@@ -137,7 +137,7 @@ class Bench:
 
     def native_tg(self) -> float:
         """llama-bench's tg after as many tokens as our prompt has, so that it decodes at the same
-        positions as we do: after the 19-token prompt, decoding ran ~3% slower than from an empty cache."""
+        positions as we do: decoding after a prompt is slower than from an empty cache."""
         return self._native("-p", "0", "-n", str(self.tokens), "-d", str(len(self.prompt)), "-r", "1")
 
     def native_pp512(self) -> float:
@@ -359,7 +359,7 @@ def main() -> None:
     parser.add_argument("--smollm2", type=Path, default=Path(os.environ.get(
         "BACKSPACE_TEST_MODEL", CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")))
     parser.add_argument("--tokens", type=int, default=256)
-    # 7 rounds: the VM shifts speed in steps, and a median of 5 still moved by 0.03 between runs.
+    # 7 rounds: the VM shifts speed in steps, and a median of 5 still moved between runs (bench/NOTES.md).
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     text = report(args)

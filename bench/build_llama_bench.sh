@@ -15,7 +15,7 @@ if [ ! -x "$cache/llama-bench" ]; then
     tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
     source_dir=$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)
     # llama-cpp-python's build: Release, for this CPU, as shared libraries (position-independent code,
-    # which a static build, measured ~1.5% faster on SmolLM2, does not have). The binary finds its
+    # which a static build, slightly faster, does not have: bench/NOTES.md). The binary finds its
     # libraries next to itself ($ORIGIN), so the cached copy outlives the build directory.
     cmake -S "$source_dir" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
         -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \

@@ -16,7 +16,7 @@ SPLIT_SUFFIX = "-00001-of-"  # llama.cpp's shard names: NAME-00001-of-00003.gguf
 # left is absurd, and is refused before gguf-py starts a loop over it.
 MIN_KV_BYTES = 8 + 1 + 4 + 1  # key length, a one-byte key, value type, a one-byte value
 MIN_TENSOR_INFO_BYTES = 8 + 1 + 4 + 8 + 4 + 8  # name length, name, n_dims, one dim, type, offset
-ARRAY = int(gguf.GGUFValueType.ARRAY)  # an int: looking up an enum member costs a microsecond in 3.11
+ARRAY = int(gguf.GGUFValueType.ARRAY)  # an int: an enum member's lookup is slow, and runs per item
 STRING = int(gguf.GGUFValueType.STRING)
 MIN_ITEM_BYTES = {
     STRING: 8,
@@ -34,14 +34,14 @@ class GuardedReader(gguf.GGUFReader):
 
     - `_get` reads through a plain ndarray view of the memmap, and refuses to read past the end of the
       file. numpy's memmap runs Python code (`__array_finalize__`) for every view it makes, and the
-      reader makes two views per vocabulary string: that was 70% of the time it took to parse
-      SmolLM2's metadata (2.4 s, now 0.7 s). Bounding the reads turns a truncated file into an error
+      reader makes two views per vocabulary string: that was most of the time it took to parse a
+      model's metadata (bench/NOTES.md). Bounding the reads turns a truncated file into an error
       instead of short arrays.
     - Every count read from the file (KVs, tensors, array items) is checked against the bytes left
       before gguf-py loops over it, so an absurd count fails at once instead of looping for hours.
     - A top-level array of strings or numbers becomes a `LazyArrayField`: gguf-py makes one or two
-      views per item up front (800,000 for a Llama-3 tokenizer, 3 s), this makes them when asked
-      for, and its `contents()` decodes the items in one go.
+      views per item up front, slow for a large tokenizer; this makes them when asked for, and its
+      `contents()` decodes the items in one go.
     """
 
     _itemsizes: dict = {}

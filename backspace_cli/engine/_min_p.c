@@ -3,8 +3,7 @@
 numpy needs three passes for this (max, a comparison, nonzero), each over a row of n_vocab floats that
 llama_decode has just left cold. Here one pass keeps the maximum of every block of 64 logits; the
 threshold is then compared with the block maxima, and only the few blocks that reach it are read
-again. On a 262,144-token vocabulary, min-p and the draw took 162-172 us a step with numpy and
-61-65 us with this (bench/NOTES.md). */
+again, so a large vocabulary costs one pass, not three (bench/NOTES.md). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>

@@ -99,7 +99,7 @@ class CacheSequence:
     def _decode(self, tokens: list[int]) -> None:
         # As llama-bench does: llama_batch_get_one leaves llama.cpp to place the tokens after the cache's
         # last, in sequence 0 (SEQ_ID), with logits for the last token only. Filling a llama_batch field
-        # by field through ctypes cost ~28 µs a decode step and ~250 µs a 512-token prompt batch.
+        # by field through ctypes cost a measurable part of each step (bench/NOTES.md).
         if len(tokens) == 1:
             self._one_token[0] = tokens[0]
             batch = self._one_token_batch
