@@ -1,5 +1,10 @@
 """The official `openai` Python package against `backspace serve`: chat and completions, streamed and not,
 the edit stream through extra_body, and a bad request as the client's own error."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("starlette", reason="the server's extra is not installed: pip install -e '.[serve]'")
@@ -8,6 +13,7 @@ openai = pytest.importorskip("openai", reason="the test extra is not installed: 
 from serve_client import running_server  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is 12+7?"}]
+README = Path(__file__).parent.parent / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +75,14 @@ def test_a_bad_request_is_the_clients_bad_request_error(client):
 def test_a_wrong_key_is_the_clients_authentication_error(client):
     with pytest.raises(openai.AuthenticationError):
         client.with_options(api_key="open").chat.completions.create(model="backspace-tiny", messages=QUESTION)
+
+
+def test_the_readmes_openai_example_runs_against_the_server():
+    (example,) = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+                  if "from openai import OpenAI" in block]
+    with running_server("--logit-bias", "<|delete|>=10") as server:
+        code = example.replace("http://127.0.0.1:8080", server.url)
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    *text, deletes = result.stdout.split()  # the reply, then its deletes
+    assert text and int(deletes) > 0
