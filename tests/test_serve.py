@@ -1,5 +1,8 @@
 """`backspace serve` over HTTP, on the built-in model: the OpenAI routes, deletes in the API, stop strings,
 the prefix cache, bad requests and API keys."""
+import subprocess
+import sys
+
 import pytest
 
 pytest.importorskip("starlette", reason="the server's extra is not installed: pip install -e '.[serve]'")
@@ -183,3 +186,11 @@ def test_the_page_is_served_with_its_script_and_no_cdn(server):
     script = connection.getresponse()
     assert script.status == 200 and "edit_stream" in script.read().decode()
     connection.close()
+
+
+def test_a_missing_model_or_a_taken_port_is_one_line_and_a_nonzero_exit(server):
+    serve = [sys.executable, "-m", "backspace_cli", "serve"]
+    for arguments in (["-m", "/no/such/model.gguf"], ["--port", str(server.port)]):
+        result = subprocess.run([*serve, *arguments], capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

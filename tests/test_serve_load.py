@@ -14,7 +14,7 @@ from serve_client import content, done_record, replay, running_server  # noqa: E
 CLIENTS = 32
 ROUNDS = 3  # the first warms up; memory is compared between the ends of the first and the last
 SUMS = [(a, b) for a in (3, 12, 48, 250) for b in (7, 91)]
-# A slack for allocator noise: a leak of one reply's state per request would pass it within a round.
+# A slack for allocator noise; a leak of one reply's state per request would exceed it within a round.
 RSS_SLACK_KIB = 16 * 1024
 
 

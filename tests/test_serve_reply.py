@@ -1,11 +1,8 @@
 """The server's reply stream: what an OpenAI delta may append (final text only), and stop strings."""
-import pytest
 from hypothesis import given, strategies as st
 
-pytest.importorskip("starlette", reason="the server's extra is not installed: pip install -e '.[serve]'")
-
-from backspace_cli.engine.events import INTERRUPTED, STOP, Counts, Delete, Done, Timings, Token  # noqa: E402
-from backspace_cli.serve.reply import ReplyStream  # noqa: E402
+from backspace_cli.engine.events import INTERRUPTED, STOP, Counts, Delete, Done, Timings, Token
+from backspace_cli.serve.reply import ReplyStream
 
 
 def done(text: str, finish: str = STOP) -> Done:

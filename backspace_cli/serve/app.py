@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import defaults
 from ..engine.events import Done
-from .errors import ApiError
+from .errors import FAILED, ApiError
 from .requests import parse_json, parse_request
 from .responses import Shapes, models
 from .worker import Job, Worker
@@ -154,7 +154,7 @@ def make_app(worker: Worker, model: str, api_key: str | None = None,
         return ApiError(error.status_code, message.get(error.status_code, str(error.detail))).response()
 
     async def server_error(request: Request, error: Exception) -> JSONResponse:
-        return ApiError(500, "the server failed on this request; its log says why").response()
+        return ApiError(500, FAILED).response()
 
     @asynccontextmanager
     async def lifespan(app):

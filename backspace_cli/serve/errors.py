@@ -11,6 +11,8 @@ ERROR_TYPES = {
     503: "server_busy",
 }
 
+FAILED = "the server failed on this request; its log says why"  # a bug's 500, with no traceback
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,

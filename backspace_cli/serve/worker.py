@@ -13,7 +13,7 @@ from ..engine.chat_template import ChatTemplate
 from ..engine.engine import PromptTooLong
 from ..engine.events import Done
 from ..engine.session import Session
-from .errors import ApiError
+from .errors import FAILED, ApiError
 from .reply import ReplyStream, Step
 from .requests import ApiRequest
 
@@ -100,7 +100,7 @@ class Worker:
                 job.send(ApiError(400, str(error)))
             except Exception:
                 log.exception("a request failed")
-                job.send(ApiError(500, "the server failed on this request; its log says why"))
+                job.send(ApiError(500, FAILED))
             finally:
                 self.running = None
                 self._slots.release()
