@@ -8,12 +8,11 @@ import gguf
 from . import defaults, keys
 from .reader import ConvertError, is_split
 from .rows import load_rows, new_row, parse_init
-from .vocab import SCORES, TOKEN_TYPES, TOKENS, TokenType, Vocabulary, field_value
+from .validate import EMBEDDING, OUTPUT, SCORES, TOKEN_TYPES, TOKENS, check_shapes
+from .vocab import TokenType, Vocabulary, field_value
 
 MODES = keys.MODES
 V = gguf.GGUFValueType
-EMBEDDING = "token_embd.weight"
-OUTPUT = "output.weight"
 APPENDED_SCORE = -1000.0  # what llama.cpp's convert_hf_to_gguf.py gives added tokens
 
 
@@ -70,7 +69,7 @@ def plan_edit(reader: gguf.GGUFReader, path: Path, spec: ConvertSpec) -> Edit:
     if mode == "marker":
         return _marker(spec)
     vocabulary = Vocabulary(reader)
-    _check_shapes(reader, vocabulary, arch)
+    check_shapes(reader, len(vocabulary))
     if mode == "auto":
         mode = "mark" if vocabulary.find(spec.token) is not None else "append"
     if mode != "append" and (spec.rows is not None or spec.init is not None):
@@ -119,21 +118,6 @@ def _already_converted(reader: gguf.GGUFReader, spec: ConvertSpec, mode: str) ->
         raise ConvertError(f"already converted: the model has the {found}; refusing to add a second delete token")
     return Edit("none", token_id=token_id, token=text if token_id is not None else None, marker=marker,
                 summary=f"already converted: the model has the {found}; nothing to do")
-
-
-def _check_shapes(reader: gguf.GGUFReader, vocabulary: Vocabulary, arch: str) -> None:
-    n_vocab = len(vocabulary)
-    tensors = {tensor.name: tensor for tensor in reader.tensors}
-    if EMBEDDING not in tensors:
-        raise ConvertError(f"the model has no {EMBEDDING}")
-    for name in (EMBEDDING, OUTPUT):
-        tensor = tensors.get(name)
-        if tensor is not None and (len(tensor.shape) != 2 or int(tensor.shape[1]) != n_vocab):
-            dims = " x ".join(str(int(d)) for d in reversed(tensor.shape))
-            raise ConvertError(f"the vocabulary has {n_vocab} tokens but {name} is {dims}: they must agree")
-    size = field_value(reader, gguf.Keys.LLM.VOCAB_SIZE.format(arch=arch))
-    if size is not None and size != n_vocab:
-        raise ConvertError(f"{arch}.vocab_size is {size} but the vocabulary has {n_vocab} tokens")
 
 
 def _keys(token_id: int, text: str) -> dict[str, Value]:

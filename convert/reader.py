@@ -190,11 +190,14 @@ class LazyArrayField(gguf.ReaderField):
             return super().contents(index_or_slice)
         if not parts.strings:
             return parts.items[index_or_slice].tolist()
+        return [str(raw, encoding="utf-8") for raw in self.raw_strings()[index_or_slice]]
+
+    def raw_strings(self) -> list[bytes]:
+        """The items of an array of strings as the bytes in the file, undecoded: what llama.cpp reads."""
+        parts = self.parts
         starts = parts.items
         blob = parts.reader._plain_data()[starts[0] : parts.end].tobytes()
-        ends = [*starts[1:], parts.end]
-        return [str(blob[start + 8 - starts[0] : end - starts[0]], encoding="utf-8")
-                for start, end in zip(starts[index_or_slice], ends[index_or_slice])]
+        return [blob[start + 8 - starts[0] : end - starts[0]] for start, end in zip(starts, [*starts[1:], parts.end])]
 
 
 class _Truncated(ConvertError):
@@ -237,10 +240,10 @@ def check_gguf(path: Path, missing: str = "no such file") -> int:
     return size
 
 
-def open_gguf(path: str | Path) -> GuardedReader:
+def open_gguf(path: str | Path, missing: str = "no such file") -> GuardedReader:
     """Read a GGUF file's metadata and tensor index, or raise ConvertError with one clear line."""
     path = Path(path)
-    size = check_gguf(path)
+    size = check_gguf(path, missing)
     reader = GuardedReader.__new__(GuardedReader)  # made first, so a failed parse can say where it was
     try:
         reader.__init__(path, "r")

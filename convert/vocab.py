@@ -7,11 +7,9 @@ import gguf
 
 from .keys import DeleteToken, find_delete_token
 from .reader import ConvertError
+from .validate import SCORES, TOKEN_TYPES, TOKENS, token_texts
 
 TokenType = gguf.TokenType
-TOKENS = gguf.Keys.Tokenizer.LIST
-TOKEN_TYPES = gguf.Keys.Tokenizer.TOKEN_TYPE
-SCORES = gguf.Keys.Tokenizer.SCORES
 # Token texts that trained models leave unused, so that a fine-tune can give them a new meaning.
 RESERVED = re.compile(
     r"<\|reserved_special_token_\d+\|>|<unused\d+>|\[PAD\d+\]|<\|reserved_\d+\|>|<\|extra_\d+\|>"
@@ -32,17 +30,11 @@ class Vocabulary:
 
     def __init__(self, reader: gguf.GGUFReader) -> None:
         self.reader = reader
-        tokens = reader.get_field(TOKENS)
-        if tokens is None:
-            raise ConvertError(f"the model has no tokenizer ({TOKENS} is missing)")
-        self.tokens: list[str] = tokens.contents()
+        self.tokens: list[str] = [str(text, encoding="utf-8") for text in token_texts(reader)]
         types = reader.get_field(TOKEN_TYPES)
         self.types: list[int] | None = types.contents() if types is not None else None
         scores = reader.get_field(SCORES)
         self.scores: list[float] | None = scores.contents() if scores is not None else None
-        for key, values in ((TOKEN_TYPES, self.types), (SCORES, self.scores)):
-            if values is not None and len(values) != len(self.tokens):
-                raise ConvertError(f"{key} has {len(values)} entries but the vocabulary has {len(self.tokens)} tokens")
         self._ids: dict[str, int] | None = None
 
     def __len__(self) -> int:

@@ -1,14 +1,19 @@
 """Loading a GGUF model through llama-cpp-python, and the vocabulary facts the engine needs."""
 import ctypes
+import os
+import re
 import sys
 from pathlib import Path
 
 import llama_cpp
+import llama_cpp._ggml
 
 from .. import defaults
 from backspace_convert.errors import UserError
-from backspace_convert.reader import ConvertError, check_gguf
+from backspace_convert.reader import ConvertError
+from backspace_convert.validate import validate
 GGML_LOG_LEVEL_ERROR = 4  # enum ggml_log_level; the Python bindings do not export it
+ABORT_STATUS = 70  # sysexits' EX_SOFTWARE: llama.cpp stopped the process on an internal check
 
 
 class ModelError(UserError):
@@ -34,6 +39,35 @@ class _LogSink:
 
 
 LOGS = _LogSink()
+
+
+class _AbortReport:
+    """ggml's abort callback: a failed GGML_ASSERT ends the process, which Python cannot catch, so say
+    llama.cpp's reason in one line and exit with a status instead of dying of SIGABRT in silence."""
+
+    def __init__(self) -> None:
+        # On an uncaught C++ exception ggml runs gdb or lldb for a backtrace, unless this is set.
+        os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+        # llama-cpp-python points fd 2 at /dev/null while it loads a model quietly: keep the real one.
+        self.stderr = os.dup(2)
+        signature = ctypes.CFUNCTYPE(None, ctypes.c_char_p)  # ggml_abort_callback_t
+        self.callback = signature(self._abort)  # kept alive for as long as ggml may call it
+        ggml = llama_cpp._ggml.libggml
+        ggml.ggml_set_abort_callback.argtypes = [signature]
+        ggml.ggml_set_abort_callback.restype = ctypes.c_void_p
+        ggml.ggml_set_abort_callback(self.callback)
+
+    def _abort(self, message: bytes) -> None:
+        reason = message.decode("utf-8", errors="replace").strip().replace("\n", " ")
+        reason = re.sub(r"^\S*/(?=[^/\s]+:\d+: )", "", reason)  # the build directory says nothing to a user
+        try:
+            sys.stdout.flush()
+        finally:
+            os.write(self.stderr, f"Error: llama.cpp aborted: {reason}\n".encode())
+            os._exit(ABORT_STATUS)
+
+
+ABORTS = _AbortReport()
 
 
 def default_gpu_layers() -> int:
@@ -112,8 +146,8 @@ def load_model(
     verbose: bool = False,
 ) -> Model:
     path = Path(path)
-    try:  # what llama.cpp would fail on with a wall of log lines, refused with one clear sentence
-        check_gguf(path, missing="model file not found")
+    try:  # what llama.cpp would abort on, or fail on with a wall of log lines, refused with one clear line
+        validate(path, missing="model file not found")
     except ConvertError as error:
         raise ModelError(str(error)) from None
     LOGS.verbose = verbose
