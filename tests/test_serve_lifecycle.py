@@ -31,11 +31,21 @@ class OpenStream:
         assert self.response.status == 200
         assert self.response.readline().startswith(b"data: ")
 
+    @classmethod
+    def queued(cls, server, body: dict = ENDLESS) -> "OpenStream":
+        """A streamed request sent, which waits in the queue: nothing of it is read."""
+        stream = cls.__new__(cls)
+        stream.connection = server.connection()
+        stream.connection.request("POST", CHAT, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        stream.response = None
+        return stream
+
     def rest(self) -> list[dict]:
         return sse_chunks(self.response)
 
     def leave(self) -> None:
-        self.response.close()
+        if self.response is not None:
+            self.response.close()
         self.connection.close()
 
 
@@ -63,6 +73,16 @@ def test_a_client_that_leaves_stops_its_generation_at_once(smollm2_server):
     wait_for(lambda: not health(smollm2_server)["busy"], "the engine is free again")
     status, _, body = smollm2_server.post(CHAT, SHORT)
     assert status == 200 and body["usage"]["completion_tokens"] <= 3
+
+
+def test_a_queued_client_that_leaves_never_holds_the_engine(smollm2_server):
+    running = OpenStream(smollm2_server)
+    waiting = OpenStream.queued(smollm2_server)
+    wait_for(lambda: health(smollm2_server)["waiting"] == 1, "the second request waits")
+    waiting.leave()
+    running.leave()
+    wait_for(lambda: (lambda now: not now["busy"] and now["waiting"] == 0)(health(smollm2_server)),
+             "the engine is free, the left request dropped")
 
 
 def test_past_the_queue_a_request_gets_503_with_retry_after_and_the_queued_one_is_answered(smollm2_server):
