@@ -60,6 +60,11 @@ def health(server) -> dict:
     return server.request("GET", "/health")[2]
 
 
+def idle(server) -> bool:
+    now = health(server)
+    return not now["busy"] and now["waiting"] == 0
+
+
 @pytest.fixture
 def smollm2_server(smollm2_path):
     with running_server("-m", str(smollm2_path), "--queue-size", "1") as server:
@@ -70,7 +75,7 @@ def test_a_client_that_leaves_stops_its_generation_at_once(smollm2_server):
     stream = OpenStream(smollm2_server)
     assert health(smollm2_server)["busy"]
     stream.leave()
-    wait_for(lambda: not health(smollm2_server)["busy"], "the engine is free again")
+    wait_for(lambda: idle(smollm2_server), "the engine is free again")
     status, _, body = smollm2_server.post(CHAT, SHORT)
     assert status == 200 and body["usage"]["completion_tokens"] <= 3
 
@@ -81,8 +86,7 @@ def test_a_queued_client_that_leaves_never_holds_the_engine(smollm2_server):
     wait_for(lambda: health(smollm2_server)["waiting"] == 1, "the second request waits")
     waiting.leave()
     running.leave()
-    wait_for(lambda: (lambda now: not now["busy"] and now["waiting"] == 0)(health(smollm2_server)),
-             "the engine is free, the left request dropped")
+    wait_for(lambda: idle(smollm2_server), "the engine is free, the left request dropped")
 
 
 def test_past_the_queue_a_request_gets_503_with_retry_after_and_the_queued_one_is_answered(smollm2_server):
