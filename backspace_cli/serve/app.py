@@ -72,11 +72,11 @@ class JobResponse:
         self.job.cancelled.set()
 
     async def _items(self, first):
-        """Steps up to and including the Done one; an ApiError or GONE past the first ends it too."""
+        """Steps up to and including the Done one, or up to an ApiError (GONE comes only first)."""
         item = first
         while True:
             yield item
-            if item is None or isinstance(item, ApiError) or isinstance(item.event, Done):
+            if isinstance(item, ApiError) or isinstance(item.event, Done):
                 return
             item = await self.job.items.get()
 
@@ -84,7 +84,7 @@ class JobResponse:
         async for item in self._items(first):
             if isinstance(item, ApiError):
                 await item.response()(scope, receive, send)
-            elif item is not None and isinstance(item.event, Done):
+            elif isinstance(item.event, Done):
                 await JSONResponse(self.shapes.whole(item.event))(scope, receive, send)
 
     async def _stream(self, first, send) -> None:
@@ -98,8 +98,6 @@ class JobResponse:
         if shapes.chat:
             await chunk(shapes.start())
         async for item in self._items(first):
-            if item is None:
-                break
             if isinstance(item, ApiError):  # a failure after the stream began: OpenAI's error, as an event
                 await chunk(item.body())
             elif isinstance(item.event, Done):
