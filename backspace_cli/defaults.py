@@ -24,6 +24,10 @@ REWIND_WINDOW = 32
 MAX_DELETES = 64  # deletes in one reply; reaching it ends the reply (finish reason "delete_budget")
 MAX_DELETES_PER_POSITION = 4  # then the token at that position is kept: the delete is banned after it
 
+# A chat template comes from the model file, so it runs as untrusted code: bounded in time and size.
+TEMPLATE_SECONDS = 5.0  # a real template renders a long conversation in milliseconds
+TEMPLATE_MAX_CHARS = 4 << 20  # characters in one rendered prompt: more than any context holds as text
+
 CHECK_CONTEXT_SIZE = 256  # convert --check: room for its one short fixed prompt
 
 # backspace serve

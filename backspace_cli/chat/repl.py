@@ -1,5 +1,6 @@
 """`backspace chat`: the interactive loop in a terminal, and the one-shot answer for pipes and arguments."""
 from rich.console import Console
+from rich.prompt import Confirm
 
 from .chat import Chat, MessageTooLong
 from .commands import ExitChat, run_command
@@ -7,6 +8,7 @@ from .conversation import Conversation, Exchange
 from .line_input import ChatInput, history_path
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DeleteToken
+from ..engine.chat_template import ChatTemplate, TemplateError
 from ..engine.events import Done
 from ..render.renderers import LiveRenderer, format_stats, render_reply
 from ..engine.model import Model
@@ -87,6 +89,12 @@ class Repl:
                 turn = self.chat.say(message, renderer, dropped)
         except MessageTooLong as error:
             self.console.print(f"[red]{error}[/red]")
+            return
+        except TemplateError as error:
+            self.console.print(f"[red]{error}[/red]")
+            if self.chat.template.source != "ChatML" and Confirm.ask("Go on with ChatML instead?", console=self.console):
+                self.chat.template = ChatTemplate(self.model, chatml=True)
+                self.turn(message)
             return
         except KeyboardInterrupt:  # between the reply's end and here: the reply is complete
             return

@@ -1,8 +1,6 @@
 """How synth lays a sample out as tokens: the chat template with each assistant reply cut out to edit."""
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-from ..engine.chat_template import CHATML
 from backspace_convert.errors import UserError
+from ..engine.chat_template import ChatTemplate, TemplateError
 from ..engine.model import Model
 
 # Stand-ins for assistant replies while the template renders, so that the replies can be cut out and
@@ -20,23 +18,16 @@ class SampleLayout:
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        template = model.metadata.get("tokenizer.chat_template") or CHATML
-        llama = model.llama
-        self._formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=model.token_text(llama.token_eos()) if llama.token_eos() >= 0 else "",
-            bos_token=model.token_text(llama.token_bos()) if llama.token_bos() >= 0 else "",
-            add_generation_prompt=False,
-        )
+        self._template = ChatTemplate(model)
 
     def chat(self, messages: list[dict], line: int) -> list[Part]:
         stand_ins = [
             {**m, "content": SENTINEL.format(i)} if m["role"] == "assistant" else m for i, m in enumerate(messages)
         ]
         try:
-            rendered = self._formatter(messages=stand_ins).prompt
-        except Exception as error:  # jinja2 raises many types; all mean a template that cannot render these
-            raise UserError(f"line {line}: the chat template failed: {error}") from None
+            rendered = self._template.render(stand_ins, add_generation_prompt=False)
+        except TemplateError as error:
+            raise TemplateError(f"line {line}: {error}") from None
         parts: list[Part] = []
         rest = rendered
         for i, message in enumerate(messages):

@@ -5,6 +5,7 @@ import re
 import sys
 from pathlib import Path
 
+import jinja2
 import llama_cpp
 import llama_cpp._ggml
 
@@ -165,6 +166,9 @@ def load_model(
             flash_attn=defaults.FLASH_ATTENTION,
             verbose=verbose,
         )
+    except jinja2.TemplateError as error:  # llama-cpp-python compiles the model's chat template as it loads
+        reason = " ".join(str(error).split())
+        raise ModelError(f"the model's chat template does not parse ({reason}): {path}") from None
     except (ValueError, RuntimeError) as error:
         reason = LOGS.last_error or str(error)
         raise ModelError(f"llama.cpp could not load {path}: {reason}") from None
