@@ -30,7 +30,12 @@ class Vocabulary:
 
     def __init__(self, reader: gguf.GGUFReader) -> None:
         self.reader = reader
-        self.tokens: list[str] = [str(text, encoding="utf-8") for text in token_texts(reader)]
+        self.tokens: list[str] = []
+        for index, text in enumerate(token_texts(reader)):
+            try:
+                self.tokens.append(str(text, encoding="utf-8"))
+            except UnicodeDecodeError:
+                raise ConvertError(f"token {index}'s text is not valid UTF-8") from None
         types = reader.get_field(TOKEN_TYPES)
         self.types: list[int] | None = types.contents() if types is not None else None
         scores = reader.get_field(SCORES)
