@@ -12,6 +12,9 @@ import time
 from dataclasses import dataclass
 
 STARTUP_S = 60  # loading a model on a busy machine
+# Our finish reasons, as OpenAI's finish_reason gives them (a sampled reply may end in any of them).
+OPENAI_FINISH = {"stop": "stop", "length": "length", "context": "length", "delete_budget": "length",
+                 "interrupted": "stop"}
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("starlette", reason="the server's extra is not installed: pip install -e '.[serve]'")
 openai = pytest.importorskip("openai", reason="the test extra is not installed: pip install -e '.[test]'")
 
-from serve_client import running_server  # noqa: E402
+from serve_client import OPENAI_FINISH, running_server  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is 12+7?"}]
 README = Path(__file__).parent.parent / "README.md"
@@ -29,7 +29,8 @@ def test_the_client_lists_the_model(client):
 
 def test_a_chat_completion(client):
     reply = client.chat.completions.create(model="backspace-tiny", messages=QUESTION)
-    assert reply.choices[0].message.role == "assistant" and reply.choices[0].finish_reason == "stop"
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].finish_reason == OPENAI_FINISH[reply.choices[0].backspace["finish_reason"]]
     assert reply.choices[0].message.content == reply.choices[0].backspace["text"]
     assert reply.usage.completion_tokens == reply.choices[0].backspace["tokens"]
     assert reply.usage.deletes > 0  # an extra field, kept by the client
@@ -40,7 +41,7 @@ def test_a_streamed_chat_completion_appends_to_the_final_text(client):
                                                  stream_options={"include_usage": True}))
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     done = chunks[-2].choices[0]
-    assert done.finish_reason == "stop" and text == done.backspace["text"]
+    assert done.finish_reason == OPENAI_FINISH[done.backspace["finish_reason"]] and text == done.backspace["text"]
     assert chunks[-1].usage.deletes == done.backspace["deletes"] > 0
 
 
