@@ -156,6 +156,20 @@ def test_without_a_model_option_the_built_in_model_answers():
     assert result.stdout == "46\n"
 
 
+def test_without_a_built_in_model_every_command_asks_for_one_the_same_way(tmp_path, monkeypatch):
+    from backspace_cli import default_model
+
+    monkeypatch.setattr(default_model, "DEFAULT_MODEL", tmp_path / "not-installed.gguf")
+    monkeypatch.delenv("BACKSPACE_MODEL", raising=False)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"prompt": "1+1", "answer": "2"}\n')
+    for args in (["chat", "hi"], ["complete", "hi"], ["eval", str(tasks)], ["synth", str(tasks)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, args
+        assert result.stderr.startswith("Error: no model: pass ") and len(result.stderr.splitlines()) == 1
+        assert result.stderr.endswith(" (this install has no built-in model)\n"), result.stderr
+
+
 def test_the_context_is_capped_at_what_the_model_was_trained_on():
     from backspace_cli.default_model import default_model_path
     from backspace_cli.engine.model import load_model

@@ -100,15 +100,11 @@ def eval_command(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, mi
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..default_model import default_model_path
-    from backspace_convert.errors import UserError
+    from ..default_model import model_or_builtin
     from ..data.evaluation import EvalOptions, Evaluator, read_tasks, report_json, report_table, arms_for
     from ..engine.model import load_model
 
-    if model is None:
-        model = default_model_path()
-        if model is None:
-            raise UserError("no model: pass -m PATH.gguf or set BACKSPACE_MODEL")
+    model = model_or_builtin(model)
     with click.open_file(tasks_path, encoding="utf-8") as lines:
         tasks = read_tasks(lines)[:limit]
     options = EvalOptions(raw=raw, scoring=scoring, greedy=greedy, temp=temp, top_k=top_k, top_p=top_p,

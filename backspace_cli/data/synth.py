@@ -267,7 +267,7 @@ def synthesize(
 
 def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions, *, tokenized: bool) -> Synthesizer:
     """Load the model that tokenizes (and, for model:PATH, proposes the errors) and wrap it."""
-    from ..default_model import default_model_path
+    from ..default_model import model_or_builtin
     from ..engine.model import load_model
 
     kind, strategy_path = parse_strategy(strategy)
@@ -275,11 +275,7 @@ def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions
         if tokenizer is not None and Path(tokenizer).resolve() != Path(strategy_path).resolve():
             raise UserError("with model:PATH the errors are that model's tokens: --tokenizer must be the same file")
         tokenizer = strategy_path
-    if tokenizer is None:
-        default = default_model_path()
-        if default is None:
-            raise UserError("no tokenizer: pass --tokenizer PATH.gguf")
-        tokenizer = str(default)
+    tokenizer = model_or_builtin(tokenizer, "--tokenizer PATH.gguf")
     model = load_model(tokenizer, n_ctx=4096 if kind == "model" else 256, n_threads=None)
     return Synthesizer(model, kind, options, need_delete_id=tokenized)
 

@@ -6,7 +6,7 @@ from backspace_convert.keys import DeleteToken, find_delete_token
 from gguf.constants import Keys
 
 from .. import defaults
-from ..default_model import default_model_path
+from ..default_model import model_or_builtin
 from .engine import DeleteRules, Engine
 from backspace_convert.errors import UserError
 from .events import Event
@@ -63,22 +63,12 @@ def delete_rules(
     )
 
 
-def model_path(settings: Settings) -> str:
-    """-m (or BACKSPACE_MODEL, which click reads into it), else the built-in model."""
-    if settings.model:
-        return settings.model
-    builtin = default_model_path()
-    if builtin is None:
-        raise UserError("no model: pass -m PATH.gguf or set BACKSPACE_MODEL (this install has no built-in model)")
-    return str(builtin)
-
-
 class Session:
     """What `complete` and `chat` share: one loaded model and the settings to sample it with."""
 
     def __init__(self, settings: Settings) -> None:
         self.model = load_model(
-            model_path(settings),
+            model_or_builtin(settings.model),  # -m, or BACKSPACE_MODEL, which click reads into it
             n_ctx=settings.ctx_size,
             n_threads=settings.threads,
             n_gpu_layers=settings.gpu_layers,
