@@ -298,3 +298,14 @@ def test_cli_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, lines, args, mes
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_eval_and_synth_refuse_a_broken_line_with_the_same_words():
+    from backspace_cli.data.evaluation import read_tasks
+
+    lines = ["", "  \n", '{"prompt": "a", "resp']
+    with pytest.raises(UserError) as by_eval:
+        read_tasks(lines)
+    with pytest.raises(UserError) as by_synth:
+        list(read_samples(lines))
+    assert str(by_eval.value) == str(by_synth.value) == "line 3: not valid JSON (Unterminated string starting at)"

@@ -1,5 +1,4 @@
 """`backspace eval`: accuracy on a task file with deletes enabled against the delete token banned, same seeds."""
-import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -10,6 +9,7 @@ from backspace_convert.errors import UserError
 from ..engine.model import Model
 from ..engine.sampling import make_sampler
 from ..engine.session import delete_rules, delete_token_for, unset_sampling
+from .jsonl import bad_line, read_json_lines
 
 SCORINGS = ("exact", "contains")
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
@@ -82,15 +82,9 @@ class ArmReport:
 
 def read_tasks(lines: Iterable[str]) -> list[Task]:
     tasks = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserError(f"line {number}: not valid JSON ({error.msg})") from None
+    for number, data in read_json_lines(lines):
         if not isinstance(data, dict) or not isinstance(data.get("prompt"), str) or "answer" not in data:
-            raise UserError(f'line {number}: expected {{"prompt": TEXT, "answer": TEXT}}')
+            raise bad_line(number, 'expected {"prompt": TEXT, "answer": TEXT}')
         tasks.append(Task(data["prompt"], str(data["answer"])))
     if not tasks:
         raise UserError("the task file has no tasks")

@@ -11,6 +11,7 @@ import numpy as np
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DELETE_TOKEN_TEXT, find_delete_token
 from ..engine.model import Model
+from .jsonl import bad_line, read_json_lines
 from .layout import SampleLayout
 from .strategies import MODEL_PREFIX, Strategy, TextTokens, model_strategy, random_strategy, reply_strategy
 
@@ -93,18 +94,8 @@ def _distribution(values: list[int]) -> dict:
 
 def read_samples(lines: Iterable[str]) -> Iterator[Sample]:
     """JSONL of {"prompt","response"} or {"messages"}; a line that is not a JSON object is plain text."""
-    for number, line in enumerate(lines, 1):
-        line = line.rstrip("\n")
-        if not line.strip():
-            continue
-        if not line.lstrip().startswith("{"):
-            yield Sample(number, text=line)
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserError(f"line {number}: not valid JSON ({error.msg})") from None
-        yield _parse_object(number, data)
+    for number, data in read_json_lines(lines, text_lines=True):
+        yield Sample(number, text=data) if isinstance(data, str) else _parse_object(number, data)
 
 
 def _parse_object(number: int, data: dict) -> Sample:
@@ -115,14 +106,14 @@ def _parse_object(number: int, data: dict) -> Sample:
             isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
             for m in messages
         ):
-            raise UserError(f"line {number}: messages must be a list of {{\"role\", \"content\"}} strings")
+            raise bad_line(number, 'messages must be a list of {"role", "content"} strings')
         return Sample(number, messages=[dict(m) for m in messages], extra=extra)
     if isinstance(data.get("prompt"), str) and isinstance(data.get("response"), str):
         messages = [{"role": "user", "content": data["prompt"]}, {"role": "assistant", "content": data["response"]}]
         if isinstance(data.get("system"), str):
             messages.insert(0, {"role": "system", "content": data["system"]})
         return Sample(number, messages=messages, extra=extra)
-    raise UserError(f'line {number}: expected {{"prompt", "response"}} or {{"messages"}} (strings)')
+    raise bad_line(number, 'expected {"prompt", "response"} or {"messages"} (strings)')
 
 
 class Synthesizer:
