@@ -64,6 +64,14 @@ chromium:
 test: install-test models chromium
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python -m pytest
 
+# Thousands of mutants of the built-in model through complete, chat, inspect and convert (the suite runs
+# 50); prints what it finds and keeps those files in fuzz-findings/. FUZZ_SEED picks another set.
+.PHONY: fuzz
+FUZZ_MUTANTS ?= 3000
+FUZZ_SEED ?= 1
+fuzz: install-test
+	$(BIN)/python tests/test_fuzz.py --mutants $(FUZZ_MUTANTS) --seed $(FUZZ_SEED)
+
 # The built-in model, unless BACKSPACE_MODEL names another.
 chat: install
 	$(BIN)/backspace chat

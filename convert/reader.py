@@ -257,6 +257,12 @@ def open_gguf(path: str | Path, missing: str = "no such file") -> GuardedReader:
         raise ConvertError(f"corrupt GGUF file ({reason}): {path}") from None
     except OSError as error:
         raise ConvertError(f"cannot read {path}: {error.strerror}") from None
+    for field in reader.fields.values():  # gguf-py decodes a string when it is asked for, and may fail then
+        if field.types == [gguf.GGUFValueType.STRING]:
+            try:
+                field.parts[-1].tobytes().decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConvertError(f"corrupt GGUF file ({field.name} is not valid UTF-8): {path}") from None
     if reader.tensors:
         last = max(reader.tensors, key=lambda tensor: tensor.data_offset + tensor.n_bytes)
         if last.data_offset + last.n_bytes > size:

@@ -80,7 +80,14 @@ def truncated_tensor_data(path):
     return path, "truncated GGUF tensor data"
 
 
-BROKEN = [duplicate, empty_named_like_another, short_scores, short_types, scores_as_strings, tokens_as_numbers,
+def name_not_utf8(path):
+    build(path, extra={gguf.Keys.General.NAME: ("tiny model", V.STRING)})
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"tiny model", b"tiny \xffodel", 1))
+    return path, "corrupt GGUF file (general.name is not valid UTF-8)"
+
+
+BROKEN = [duplicate, empty_named_like_another, name_not_utf8, short_scores, short_types, scores_as_strings, tokens_as_numbers,
           more_embedding_rows, vocab_size_disagrees, truncated_tensor_data]
 
 
@@ -100,6 +107,14 @@ def test_the_converter_refuses_with_the_same_line(tmp_path, broken):
     result = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path / "out.gguf")])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and message in result.stderr
     assert not (tmp_path / "out.gguf").exists()
+
+
+def test_inspect_shows_a_file_whose_vocabulary_is_broken_and_refuses_one_it_cannot_read(tmp_path):
+    path, _ = duplicate(tmp_path / "duplicate.gguf")
+    assert CliRunner().invoke(main, ["inspect", str(path)]).exit_code == 0
+    path, message = name_not_utf8(tmp_path / "name.gguf")
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 1 and result.stderr == f"Error: {message}: {path}\n"
 
 
 def test_the_checks_are_cheap_on_a_real_vocabulary(smollm2_path):
