@@ -1,7 +1,63 @@
-"""The settings of a generation session: what the shared command-line options resolve to."""
+"""The settings of a generation session, and the one table of the values each accepts: the command-line
+options, chat's /set and the server all check against it."""
 from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+from backspace_convert.errors import UserError
 
 from . import defaults
+
+_KIND_NAMES = {int: "an integer", float: "a float"}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a number setting accepts: its type, and a range open where a bound is None."""
+
+    kind: type  # int or float
+    low: float | None = None
+    high: float | None = None
+    above: bool = False  # low itself is refused
+
+    def accepts(self, value: int | float) -> bool:
+        # Written so that every comparison with NaN fails: NaN is never in a range.
+        low = self.low is None or value > self.low or (not self.above and value == self.low)
+        return low and (self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        if self.high is not None:
+            return f"between {self.low} and {self.high}"
+        return f"above {self.low}" if self.above else f"at least {self.low}"
+
+    def parse(self, value: str | int | float) -> int | float:
+        """`value`, or the number that its text spells, if the setting accepts it; else ValueError, in a line."""
+        number = value
+        if isinstance(value, str):
+            try:
+                number = self.kind(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not {_KIND_NAMES[self.kind]}") from None
+        elif isinstance(value, bool) or not isinstance(value, Integral if self.kind is int else Real):
+            raise ValueError(f"{value!r} is not {_KIND_NAMES[self.kind]}")
+        if not self.accepts(number):
+            raise ValueError(f"{value} is not {self.describe()}")
+        return number
+
+
+# Every number setting's bounds: click's options, chat's /set and serve's request fields all check by these.
+BOUNDS = {
+    "max_tokens": Bounds(int, 1),
+    "temp": Bounds(float, 0),
+    "top_k": Bounds(int, 0),
+    "top_p": Bounds(float, 0, 1),
+    "min_p": Bounds(float, 0, 1),
+    "repeat_penalty": Bounds(float, 0, above=True),
+    "seed": Bounds(int),
+    "ctx_size": Bounds(int, 16),
+    "threads": Bounds(int, 1),
+    "gpu_layers": Bounds(int),
+    "max_deletes": Bounds(int, 0),
+}
 
 
 @dataclass
@@ -25,7 +81,21 @@ class Settings:
     verbose: bool = False  # let llama.cpp's own log lines through
 
     # The settings that chat's `/set KEY VALUE` may change, with their types.
-    TUNABLE = {
-        "temp": float, "top_k": int, "top_p": float, "min_p": float,
-        "max_tokens": int, "seed": int, "max_deletes": int, "repeat_penalty": float,
-    }
+    TUNABLE = {name: BOUNDS[name].kind for name in (
+        "temp", "top_k", "top_p", "min_p", "max_tokens", "seed", "max_deletes", "repeat_penalty",
+    )}
+
+    def __post_init__(self) -> None:
+        for name in BOUNDS:
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    self.parse(name, value)
+                except ValueError as error:
+                    raise UserError(f"{name}: {error}") from None
+
+    @staticmethod
+    def parse(name: str, value: str | int | float) -> int | float:
+        """A value for the number setting `name`, from its text or as it is, if BOUNDS accepts it; else
+        ValueError, whose message says why in one line."""
+        return BOUNDS[name].parse(value)

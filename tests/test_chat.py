@@ -138,6 +138,41 @@ def test_bad_slash_commands_are_explained(repl, line, message):
         run_command(repl, line)
 
 
+@pytest.mark.parametrize("key, value, reason", [
+    ("top_p", "7", "7 is not between 0 and 1"), ("min_p", "-0.5", "-0.5 is not between 0 and 1"),
+    ("temp", "-1", "-1 is not at least 0"), ("top_k", "2.5", "'2.5' is not an integer"),
+    ("max_tokens", "0", "0 is not at least 1"), ("repeat_penalty", "0", "0 is not above 0"),
+    ("max_deletes", "-1", "-1 is not at least 0"),
+])
+def test_set_and_the_command_line_refuse_the_same_values_in_the_same_words(repl, key, value, reason,
+                                                                           tiny_llama_path):
+    before = getattr(repl.settings, key)
+    with pytest.raises(UserError) as refused:
+        run_command(repl, f"/set {key} {value}")
+    assert str(refused.value) == f"/set {key}: {reason}"
+    assert getattr(repl.settings, key) == before
+    option = f"--{key.replace('_', '-')}"
+    result = CliRunner().invoke(main, ["chat", "-m", str(tiny_llama_path), option, value, "the water"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "Invalid value for " in result.stderr and f"{option}': {reason}\n" in result.stderr
+
+
+def test_set_top_p_7_is_refused_in_one_line_and_the_chat_goes_on(repl):
+    class Typed:
+        lines = ["/set top_p 7", "/set top_p 0.5"]
+
+        def read(self):
+            if not self.lines:
+                raise EOFError
+            return self.lines.pop(0)
+
+    before = repl.settings.top_p
+    repl.reader = Typed()
+    repl.loop()
+    assert repl.console.export_text().splitlines() == ["/set top_p: 7 is not between 0 and 1", "top_p = 0.5"]
+    assert before != 0.5 and repl.settings.top_p == 0.5
+
+
 def test_one_shot_chat_writes_the_clean_reply(tiny_llama_path):
     runner = CliRunner()
     by_argument = runner.invoke(main, ["chat", "-m", str(tiny_llama_path), "--temp", "0", "-n", "8", "the water"])

@@ -74,13 +74,12 @@ def set_system(chat: ChatControls, argument: str) -> None:
 
 def set_value(chat: ChatControls, argument: str) -> None:
     key, _, value = argument.partition(" ")
-    kind = Settings.TUNABLE.get(key)
-    if kind is None:
+    if key not in Settings.TUNABLE:
         raise UserError(f"/set: unknown key {key!r}; one of {', '.join(Settings.TUNABLE)}")
     try:
-        parsed = kind(value.strip())
-    except ValueError:
-        raise UserError(f"/set {key}: {value.strip()!r} is not a {kind.__name__}") from None
+        parsed = Settings.parse(key, value.strip())
+    except ValueError as error:  # the setting keeps its value
+        raise UserError(f"/set {key}: {error}") from None
     setattr(chat.settings, key, parsed)
     chat.print(f"[dim]{key} = {parsed}[/dim]")
 

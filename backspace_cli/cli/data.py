@@ -1,9 +1,13 @@
 """The data commands, `backspace synth` and `backspace eval`: click wiring only; the work is elsewhere."""
+from contextlib import nullcontext
+
 import click
+
+from backspace_convert.atomic import output_stream
 
 from .. import defaults
 from .friendly import friendly_errors
-from .options import sampling_options
+from .options import sampling_options, setting_type
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -57,13 +61,9 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
     total = _count_lines(input_path)
     synthesizer = open_synthesizer(strategy, tokenizer, options, tokenized=tokenized is not None)
     with click.open_file(input_path, encoding="utf-8") as source, \
-            click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as out:
-        tokens = open(tokenized, "w", encoding="utf-8") if tokenized else None
-        try:
-            stats = run_synth(source, out, tokens, synthesizer, total=total, console=console)
-        finally:
-            if tokens is not None:
-                tokens.close()
+            (click.open_file("-", "w") if output == "-" else output_stream(output, force=True)) as out, \
+            (output_stream(tokenized, force=True) if tokenized else nullcontext()) as tokens:
+        stats = run_synth(source, out, tokens, synthesizer, total=total, console=console)
     if not quiet:
         for table in stats_tables(stats):
             console.print(table)
@@ -78,13 +78,13 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
               help="exact: the reply (stripped) is the answer; contains: the answer appears in the reply.")
 @click.option("--greedy", is_flag=True, help="Also run both settings greedily.")
 @sampling_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Task i is sampled with SEED + i in every "
-              "setting.")
-@click.option("-n", "--max-tokens", type=click.IntRange(min=1), default=defaults.MAX_TOKENS, show_default=True)
+@click.option("--seed", type=setting_type("seed"), default=0, show_default=True,
+              help="Task i is sampled with SEED + i in every setting.")
+@click.option("-n", "--max-tokens", type=setting_type("max_tokens"), default=defaults.MAX_TOKENS, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N tasks.")
 @click.option("--delete-token", help="The delete token, as TEXT or ID (default: from the model).")
-@click.option("-c", "--ctx-size", type=click.IntRange(min=16), default=defaults.CONTEXT_SIZE, show_default=True)
-@click.option("-t", "--threads", type=click.IntRange(min=1), default=None, help="CPU threads.")
+@click.option("-c", "--ctx-size", type=setting_type("ctx_size"), default=defaults.CONTEXT_SIZE, show_default=True)
+@click.option("-t", "--threads", type=setting_type("threads"), default=None, help="CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
 @friendly_errors()
@@ -122,7 +122,7 @@ def eval_command(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, mi
         reports = evaluator.run(tasks, progress=lambda: bar.advance(task))
     token = evaluator.delete_token.text if evaluator.delete_token else None
     if answers:
-        with open(answers, "w", encoding="utf-8") as out:
+        with output_stream(answers, force=True) as out:
             for report in reports:
                 for index, outcome in enumerate(report.outcomes):
                     out.write(json.dumps({"setting": report.name, "task": index, "text": outcome.text,

@@ -2,7 +2,43 @@
 import click
 
 from .. import defaults
-from ..settings import Settings
+from ..settings import BOUNDS, Bounds, Settings
+
+
+class _Checked(click.ParamType):
+    """Checks by the setting's Bounds, the rule that /set and serve share, in place of click's own check."""
+
+    bounds: Bounds
+
+    def convert(self, value, param, ctx):
+        try:
+            return self.bounds.parse(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+# Subclasses of click's range types, so that --help shows each range as click writes it.
+class _IntRange(_Checked, click.IntRange):
+    pass
+
+
+class _FloatRange(_Checked, click.FloatRange):
+    pass
+
+
+class _Int(_Checked, click.types.IntParamType):
+    pass
+
+
+def setting_type(name: str) -> click.ParamType:
+    """The click type of Settings' number field `name`."""
+    bounds = BOUNDS[name]
+    if bounds.low is None and bounds.high is None:
+        checked = _Int()
+    else:
+        checked = (_IntRange if bounds.kind is int else _FloatRange)(bounds.low, bounds.high, min_open=bounds.above)
+    checked.bounds = bounds
+    return checked
 
 
 def _parse_bias(context, parameter, values):
@@ -22,33 +58,34 @@ def _parse_bias(context, parameter, values):
 MODEL_OR = "the model's recommendation, else"
 # Shared with `eval`. Unset, each takes the model's recommended value (GGUF's general.sampling.*).
 SAMPLING_OPTIONS = [
-    click.option("--temp", type=click.FloatRange(min=0), default=None,
+    click.option("--temp", type=setting_type("temp"), default=None,
                  help=f"Sampling temperature; 0 is greedy [default: {MODEL_OR} {defaults.TEMPERATURE}]."),
-    click.option("--top-k", type=click.IntRange(min=0), default=None,
+    click.option("--top-k", type=setting_type("top_k"), default=None,
                  help=f"0 is off [default: {MODEL_OR} {defaults.TOP_K}]."),
-    click.option("--top-p", type=click.FloatRange(0, 1), default=None,
+    click.option("--top-p", type=setting_type("top_p"), default=None,
                  help=f"1 is off [default: {MODEL_OR} {defaults.TOP_P}]."),
-    click.option("--min-p", type=click.FloatRange(0, 1), default=None,
+    click.option("--min-p", type=setting_type("min_p"), default=None,
                  help=f"0 is off [default: {MODEL_OR} {defaults.MIN_P}]."),
 ]
 
 OPTIONS = [
     click.option("-m", "--model", envvar="BACKSPACE_MODEL", help="GGUF model file [env: BACKSPACE_MODEL]."),
-    click.option("-n", "--max-tokens", type=click.IntRange(min=1), default=defaults.MAX_TOKENS, show_default=True,
+    click.option("-n", "--max-tokens", type=setting_type("max_tokens"), default=defaults.MAX_TOKENS, show_default=True,
                  help="Most tokens in a reply."),
     *SAMPLING_OPTIONS,
-    click.option("--repeat-penalty", type=click.FloatRange(min=0, min_open=True), default=None,
+    click.option("--repeat-penalty", type=setting_type("repeat_penalty"), default=None,
                  help=f"1 is off [default: {MODEL_OR} {defaults.REPEAT_PENALTY}]."),
-    click.option("--seed", type=int, default=None, help="Random seed (default: a fresh one each run)."),
-    click.option("-c", "--ctx-size", type=click.IntRange(min=16), default=defaults.CONTEXT_SIZE, show_default=True,
+    click.option("--seed", type=setting_type("seed"), default=None,
+                 help="Random seed (default: a fresh one each run)."),
+    click.option("-c", "--ctx-size", type=setting_type("ctx_size"), default=defaults.CONTEXT_SIZE, show_default=True,
                  help="Context size in tokens."),
-    click.option("-t", "--threads", type=click.IntRange(min=1), default=None,
+    click.option("-t", "--threads", type=setting_type("threads"), default=None,
                  help="CPU threads (default: physical cores)."),
-    click.option("-ngl", "--gpu-layers", type=int, default=None,
+    click.option("-ngl", "--gpu-layers", type=setting_type("gpu_layers"), default=None,
                  help="Layers to offload to the GPU (default: all when llama.cpp has a GPU backend, else 0)."),
     click.option("--delete-token", help="The delete token, as TEXT or ID (default: from the model)."),
     click.option("--no-delete", is_flag=True, help="Ban the delete token: plain generation, the A/B baseline."),
-    click.option("--max-deletes", type=click.IntRange(min=0), default=defaults.MAX_DELETES, show_default=True,
+    click.option("--max-deletes", type=setting_type("max_deletes"), default=defaults.MAX_DELETES, show_default=True,
                  help="Deletes per reply; one more ends the reply."),
     click.option("--logit-bias", multiple=True, callback=_parse_bias, metavar="TOKEN=BIAS",
                  help="Add BIAS to TOKEN's logit (an id or a token's text); repeatable."),
