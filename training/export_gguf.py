@@ -4,20 +4,13 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+from backspace_cli.engine.session import RECOMMENDED_SAMPLING
+from backspace_cli.settings import BOUNDS
 from backspace_convert import keys
 
 import vocab
 
 EXPORTER_VERSION = "backspace-tiny-export 1"
-
-
-# GGUF's recommended-sampling keys, by the name of the setting that backspace gives them.
-SAMPLING_KEYS = {
-    "temp": (gguf.Keys.General.SAMPLING_TEMP, "add_float32"),
-    "top_k": (gguf.Keys.General.SAMPLING_TOP_K, "add_int32"),
-    "top_p": (gguf.Keys.General.SAMPLING_TOP_P, "add_float32"),
-    "min_p": (gguf.Keys.General.SAMPLING_MIN_P, "add_float32"),
-}
 
 
 def export(weights: Mapping[str, np.ndarray], config, path: str | Path, *, name: str = "backspace-tiny",
@@ -58,9 +51,10 @@ def export(weights: Mapping[str, np.ndarray], config, path: str | Path, *, name:
     writer.add_add_eos_token(False)
     writer.add_add_space_prefix(False)  # text round-trips exactly: no invented leading space
     writer.add_chat_template(vocab.CHAT_TEMPLATE)
-    for setting, value in (sampling or {}).items():
-        key, add = SAMPLING_KEYS[setting]
-        getattr(writer, add)(key, value)
+    for setting, value in (sampling or {}).items():  # under the keys that backspace reads them from
+        key, _ = RECOMMENDED_SAMPLING[setting]
+        add = writer.add_int32 if BOUNDS[setting].kind is int else writer.add_float32
+        add(key, value)
 
     writer.add_uint32(keys.DELETE_TOKEN_ID, vocab.token_id(vocab.DELETE))
     writer.add_string(keys.DELETE_TOKEN, vocab.DELETE)

@@ -12,7 +12,7 @@ from backspace_convert.errors import UserError
 from .events import Event
 from .model import Model, load_model
 from .sampling import make_logits_processors, make_sampler
-from ..settings import Settings
+from ..settings import BOUNDS, Settings
 
 
 def delete_token_for(model: Model, spec: str | None) -> DeleteToken | None:
@@ -25,13 +25,14 @@ def delete_token_for(model: Model, spec: str | None) -> DeleteToken | None:
     return DeleteToken(token, model.token_text(token), "option")
 
 
-# GGUF's keys for a model's recommended sampling, which llama.cpp's own tools honour as well.
+# The GGUF key by which a model recommends each sampling setting (llama.cpp's own tools honour them too),
+# and the default where it has none; the exporter of the built-in model writes the same keys.
 RECOMMENDED_SAMPLING = {
-    "temp": (Keys.General.SAMPLING_TEMP, float, defaults.TEMPERATURE),
-    "top_k": (Keys.General.SAMPLING_TOP_K, int, defaults.TOP_K),
-    "top_p": (Keys.General.SAMPLING_TOP_P, float, defaults.TOP_P),
-    "min_p": (Keys.General.SAMPLING_MIN_P, float, defaults.MIN_P),
-    "repeat_penalty": (Keys.General.SAMPLING_PENALTY_REPEAT, float, defaults.REPEAT_PENALTY),
+    "temp": (Keys.General.SAMPLING_TEMP, defaults.TEMPERATURE),
+    "top_k": (Keys.General.SAMPLING_TOP_K, defaults.TOP_K),
+    "top_p": (Keys.General.SAMPLING_TOP_P, defaults.TOP_P),
+    "min_p": (Keys.General.SAMPLING_MIN_P, defaults.MIN_P),
+    "repeat_penalty": (Keys.General.SAMPLING_PENALTY_REPEAT, defaults.REPEAT_PENALTY),
 }
 
 
@@ -39,14 +40,21 @@ def unset_sampling(model: Model, settings) -> dict:
     """Values for the sampling settings that `settings` leaves None (those it has of RECOMMENDED_SAMPLING):
     the model's recommendation where its metadata has one, else backspace's default."""
     values = {}
-    for name, (key, kind, default) in RECOMMENDED_SAMPLING.items():
+    for name, (key, default) in RECOMMENDED_SAMPLING.items():
         if not hasattr(settings, name) or getattr(settings, name) is not None:
             continue
         recorded = model.metadata.get(key)
+        if recorded is None:
+            values[name] = default
+            continue
         try:
-            values[name] = default if recorded is None else kind(float(recorded))
+            number = float(recorded)
         except ValueError:
             raise UserError(f"{model.path.name}: its {key} is {recorded!r}, not a number") from None
+        try:
+            values[name] = Settings.parse(name, BOUNDS[name].kind(number))
+        except ValueError as error:
+            raise UserError(f"{model.path.name}: its {key}: {error}") from None
     return values
 
 
