@@ -88,6 +88,13 @@ def test_a_recommendation_that_is_not_a_number_is_a_one_line_error(tmp_path):
     assert complete("-m", model, "--temp", 0, "-n", 2, "hi").exit_code == 0  # an explicit option needs none
 
 
+def test_a_recommendation_outside_the_settings_bounds_is_a_one_line_error(tmp_path):
+    model = tiny_models.build_llama(tmp_path / "cold.gguf", recommended_temp=-2.0)
+    result = complete("-m", model, "-n", 2, "hi")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["Error: cold.gguf: its general.sampling.temp: -2.0 is not at least 0"]
+
+
 def test_a_model_without_a_delete_token_gets_one_notice(tiny_llama_without_delete_path):
     result = complete("-m", tiny_llama_without_delete_path, "-n", 4, "the water")
     assert result.exit_code == 0
