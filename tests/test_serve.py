@@ -4,8 +4,10 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
 import backspace_cli
+from backspace_cli.cli.main import main
 
 pytest.importorskip("starlette", reason="the server's extra is not installed: pip install -e '.[serve]'")
 
@@ -134,6 +136,10 @@ def assert_openai_error(status, headers, body, expected_status, param=None):
     ({"messages": QUESTION, "stream": "yes"}, "stream"),
     ({"messages": QUESTION, "temperature": -1}, "temperature"),
     ({"messages": QUESTION, "top_p": 2}, "top_p"),
+    ({"messages": QUESTION, "repeat_penalty": 0}, "repeat_penalty"),
+    ({"messages": QUESTION, "temperature": "0.5"}, "temperature"),  # text, though it spells a number
+    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', None),
+    ({"messages": QUESTION, "logit_bias": {"1": "high"}}, "logit_bias"),
     ({"messages": "What is 12+7?"}, "messages"),
     ({"messages": []}, "messages"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
@@ -198,3 +204,12 @@ def test_a_missing_model_or_a_taken_port_is_one_line_and_a_nonzero_exit(server):
         result = subprocess.run([*serve, *arguments], capture_output=True, text=True, timeout=60)
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("field, option, value", [
+    ("temperature", "--temp", -1), ("top_p", "--top-p", 1.5), ("min_p", "--min-p", -0.1),
+    ("repeat_penalty", "--repeat-penalty", 0), ("max_tokens", "--max-tokens", 0), ("max_deletes", "--max-deletes", -1),
+])
+def test_a_value_the_command_line_refuses_the_server_refuses_too(server, field, option, value):
+    assert CliRunner().invoke(main, ["complete", option, str(value), "hi"]).exit_code == 2
+    assert_openai_error(*server.post(CHAT, {"messages": QUESTION, field: value}), 400, field)

@@ -2,7 +2,7 @@
 import json
 from dataclasses import dataclass, field
 
-from ..settings import Settings
+from ..settings import BOUNDS, Settings
 from .errors import ApiError
 
 # OpenAI's request fields, and backspace's own, by the Settings field each one sets.
@@ -16,12 +16,6 @@ SETTING_FIELDS = {
     "repeat_penalty": "repeat_penalty",
     "seed": "seed",
     "max_deletes": "max_deletes",
-}
-# Where a setting has bounds, (low, high); None is open.
-# Provisional: the same bounds as the click options, until settings.py owns the one table.
-BOUNDS = {
-    "max_tokens": (1, None), "temp": (0, None), "top_k": (0, None), "top_p": (0, 1), "min_p": (0, 1),
-    "max_deletes": (0, None),
 }
 ROLES = {"system", "user", "assistant", "developer"}  # developer: OpenAI's newer name for system
 MAX_STOPS = 4  # as OpenAI allows
@@ -41,7 +35,7 @@ class ApiRequest:
 
 def parse_json(body: bytes) -> dict:
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_refuse_constant)  # Python's json takes NaN and Infinity
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, f"the body is not valid JSON: {error}", code="invalid_json") from None
     if not isinstance(value, dict):
@@ -53,22 +47,18 @@ def _type_error(name: str, wanted: str) -> ApiError:
     return ApiError(400, f"{name} must be {wanted}", param=name, code="invalid_type")
 
 
-def _number(name: str, value, kind: type):
-    if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)):
-        raise _type_error(name, "an integer" if kind is int else "a number")
-    return kind(value)
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _setting(name: str, setting: str, value):
-    """A request field's value for a Settings field: the setting's type, within its bounds."""
-    checked = _number(name, value, Settings.TUNABLE[setting])
-    low, high = BOUNDS.get(setting, (None, None))
-    if (low is not None and checked < low) or (high is not None and checked > high):
-        span = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ApiError(400, f"{name} must be {span}, not {value}", param=name, code="invalid_value")
-    if setting == "repeat_penalty" and checked <= 0:
-        raise ApiError(400, f"{name} must be above 0, not {value}", param=name, code="invalid_value")
-    return checked
+    """A request field's value for a Settings field, by the rule that the command line and /set share."""
+    if isinstance(value, str):  # JSON has numbers: text is the wrong type here, whatever it spells
+        raise _type_error(name, "an integer" if BOUNDS[setting].kind is int else "a number")
+    try:
+        return Settings.parse(setting, value)
+    except ValueError as error:
+        raise ApiError(400, f"{name}: {error}", param=name, code="invalid_value") from None
 
 
 def _flag(body: dict, name: str) -> bool:
@@ -139,7 +129,9 @@ def _logit_bias(body: dict) -> list[tuple[str, float]]:
         return []
     if not isinstance(bias, dict):
         raise _type_error("logit_bias", "an object of token: bias")
-    return [(token, _number(f"logit_bias[{token!r}]", value, float)) for token, value in bias.items()]
+    if any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in bias.values()):
+        raise _type_error("logit_bias", "an object of token: number")
+    return [(token, float(value)) for token, value in bias.items()]
 
 
 def _unsupported(body: dict) -> None:
