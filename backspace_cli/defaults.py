@@ -18,8 +18,9 @@ BATCH_SIZE = 512  # prompt tokens per llama_decode call
 FLASH_ATTENTION = True
 
 # The rewind window: how many of the newest tokens can still be deleted. The engine keeps the raw
-# logits of each position in the window, so memory is window * n_vocab * 4 bytes: 32 * 49,152 * 4 =
-# 6 MiB for SmolLM2, 32 * 262,144 * 4 = 32 MiB for a Gemma-3-sized vocabulary.
+# logits of each position in the window, plus the prompt's last and a row to restore into, so memory
+# is (window + 2) * n_vocab * 4 bytes (engine.LogitsWindow): 34 * 49,152 * 4 = 6.4 MiB for SmolLM2,
+# 34 * 262,144 * 4 = 34 MiB for a Gemma-3-sized vocabulary.
 REWIND_WINDOW = 32
 MAX_DELETES = 64  # deletes in one reply; reaching it ends the reply (finish reason "delete_budget")
 MAX_DELETES_PER_POSITION = 4  # then the token at that position is kept: the delete is banned after it
