@@ -57,7 +57,7 @@ def test_one_shot_and_piped_chat_answer_with_one_line_quickly(hostile, name):
     for args, stdin in ((["What is 1+1?"], None), ([], "What is 1+1?")):
         start = time.monotonic()
         result = CliRunner().invoke(main, ["chat", "-m", str(hostile[name]), "-n", "4", *args], input=stdin)
-        assert time.monotonic() - start < SECONDS + 5
+        assert time.monotonic() - start < SECONDS + 20  # loading included, on a shared machine; unbounded is hours
         refused_in_one_line(result, message)
 
 
