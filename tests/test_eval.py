@@ -9,9 +9,10 @@ from click.testing import CliRunner
 
 from backspace_cli.cli.data import eval_command
 from backspace_cli.default_model import default_model_path
-from backspace_cli.data.evaluation import (EvalOptions, Evaluator, Outcome, EvalArm, compare, comparisons, read_tasks, score,
-                                   summarise, wilson)
-from backspace_cli.engine.model import load_model
+from backspace_cli.data.evaluation import (Evaluator, Outcome, EvalArm, compare, comparisons, read_tasks, score,
+                                           summarise, wilson)
+from backspace_cli.engine.session import Session
+from backspace_cli.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 import arithmetic  # noqa: E402
@@ -90,9 +91,10 @@ def test_the_table_and_the_answers_file(tmp_path, tasks_file, builtin_path):
 
 
 def test_raw_prompts_skip_the_chat_template(builtin_path):
-    model = load_model(builtin_path, n_ctx=256, n_threads=2)
-    chat = Evaluator(model, EvalOptions()).prompt_tokens("1+2")
-    raw = Evaluator(model, EvalOptions(raw=True)).prompt_tokens("1+2")
+    session = Session(Settings(model=str(builtin_path), ctx_size=256, threads=2))
+    model = session.model
+    chat = Evaluator(session).prompt_tokens("1+2")
+    raw = Evaluator(session, raw=True).prompt_tokens("1+2")
     assert raw == model.tokenize("1+2", add_bos=True) and len(chat) == len(raw) + 3  # <|user|> </s> <|assistant|>
 
 

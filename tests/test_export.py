@@ -152,10 +152,12 @@ def test_the_chat_template_writes_control_tokens(builtin):
 
 def test_the_built_in_model_adds_held_out_numbers(builtin):
     from backspace_cli.engine.engine import DeleteRules, Engine
-    from backspace_cli.data.evaluation import Evaluator, EvalOptions
+    from backspace_cli.data.evaluation import Evaluator
+    from backspace_cli.engine.session import Session
+    from backspace_cli.settings import Settings
 
     tasks = arithmetic.tasks(40, seed=99, evaluation=True)
-    evaluator = Evaluator(builtin, EvalOptions(temp=0.0))
+    evaluator = Evaluator(Session(Settings(model=str(DEFAULT_MODEL), temp=0.0, ctx_size=256, threads=2)))
     engine = Engine(builtin)
     correct = 0
     for task in tasks:
@@ -171,10 +173,12 @@ def test_the_built_in_model_deletes_what_cannot_be_right(builtin):
     wrong first digit it is far likelier than after the right one."""
     import numpy as np
 
-    from backspace_cli.data.evaluation import Evaluator, EvalOptions
+    from backspace_cli.data.evaluation import Evaluator
+    from backspace_cli.engine.session import Session
+    from backspace_cli.settings import Settings
     from backspace_cli.engine.sequence import CacheSequence
 
-    evaluator = Evaluator(builtin, EvalOptions())
+    evaluator = Evaluator(Session(Settings(model=str(DEFAULT_MODEL), ctx_size=256, threads=2)))
     delete = evaluator.delete_token.id
     sequence = CacheSequence(builtin, 512)
 

@@ -7,7 +7,7 @@ from backspace_convert.atomic import output_stream
 
 from .. import defaults
 from .friendly import friendly_errors
-from .options import sampling_options, setting_type
+from .options import sampling_options, setting_type, settings_from
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -88,8 +88,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
 @friendly_errors()
-def eval_command(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, min_p, seed, max_tokens, limit,
-             delete_token, ctx_size, threads, as_json, answers):
+def eval_command(tasks_path, raw, scoring, greedy, limit, as_json, answers, **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
     delete token banned (--no-delete), with the same seeds.
 
@@ -101,21 +100,18 @@ def eval_command(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, mi
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..default_model import model_or_builtin
-    from ..data.evaluation import EvalOptions, Evaluator, read_tasks, report_json, report_table, arms_for
-    from ..engine.model import load_model
+    from ..data.evaluation import Evaluator, read_tasks, report_json, report_table
+    from ..engine.session import Session
 
-    model = model_or_builtin(model)
+    settings = settings_from(options)
+    settings.model = model_or_builtin(settings.model)  # as the report names it
     with click.open_file(tasks_path, encoding="utf-8") as lines:
         tasks = read_tasks(lines)[:limit]
-    options = EvalOptions(raw=raw, scoring=scoring, greedy=greedy, temp=temp, top_k=top_k, top_p=top_p,
-                          min_p=min_p, seed=seed, max_tokens=max_tokens, delete_token=delete_token)
-    loaded = load_model(model, n_ctx=ctx_size, n_threads=threads)
-    evaluator = Evaluator(loaded, options)
+    evaluator = Evaluator(Session(settings), raw=raw, scoring=scoring, greedy=greedy)
     errors = Console(stderr=True)
     if evaluator.delete_token is None:
         errors.print("[yellow]This model has no delete token: both settings generate plainly.[/yellow]")
-    options = evaluator.options  # with the model's recommended sampling filled in
-    steps = len(tasks) * len(arms_for(options))
+    steps = len(tasks) * len(evaluator.arms)
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True, disable=not errors.is_terminal) as bar:
         task = bar.add_task("eval", total=steps)
@@ -128,8 +124,8 @@ def eval_command(tasks_path, model, raw, scoring, greedy, temp, top_k, top_p, mi
                     out.write(json.dumps({"setting": report.name, "task": index, "text": outcome.text,
                                           "correct": outcome.correct, "deletes": outcome.deletes}) + "\n")
     if as_json:
-        click.echo(json.dumps(report_json(str(model), tasks, options, reports, token), indent=2))
+        click.echo(json.dumps(report_json(settings.model, tasks, evaluator.options(), reports, token), indent=2))
     else:
-        o = options
+        o = evaluator.settings  # with the model's recommended sampling filled in
         sampling = "greedy" if o.temp == 0 else f"temp {o.temp}, top-k {o.top_k}, top-p {o.top_p}, min-p {o.min_p}"
         Console().print(report_table(reports, f"backspace eval: {len(tasks)} tasks, {sampling}, {scoring} match"))

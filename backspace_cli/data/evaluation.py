@@ -3,12 +3,10 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
-from .. import defaults
-from ..engine.engine import Engine
 from backspace_convert.errors import UserError
-from ..engine.model import Model
-from ..engine.sampling import make_sampler
-from ..engine.session import delete_rules, delete_token_for, unset_sampling
+from backspace_convert.keys import DeleteToken
+from ..engine.session import Session
+from ..settings import Settings
 from .jsonl import bad_line, read_json_lines
 
 SCORINGS = ("exact", "contains")
@@ -22,25 +20,15 @@ class Task:
 
 
 @dataclass(frozen=True)
-class EvalOptions:
-    raw: bool = False  # the prompt as raw text, not through the chat template
-    scoring: str = "exact"  # "exact": the reply, stripped, is the answer; "contains": the answer is in it
-    greedy: bool = False  # also run both settings greedily
-    # Sampling; None takes the model's recommendation, else the default (session.unset_sampling).
-    temp: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    min_p: float | None = None
-    seed: int = 0  # task i is sampled with seed + i, in every setting
-    max_tokens: int = defaults.MAX_TOKENS
-    delete_token: str | None = None  # TEXT or ID; None: the model's own
-
-
-@dataclass(frozen=True)
 class EvalArm:
+    """One side of the A/B comparison: the session's settings with deletes on or off, sampled or greedy."""
+
     name: str
     deletes: bool  # False bans the delete token
     greedy: bool
+
+    def settings(self, base: Settings, seed: int) -> Settings:
+        return replace(base, seed=seed, no_delete=not self.deletes, temp=0.0 if self.greedy else base.temp)
 
 
 @dataclass
@@ -109,65 +97,78 @@ def wilson(correct: int, total: int) -> tuple[float, float]:
     return (low, high)
 
 
-def arms_for(options: EvalOptions) -> list[EvalArm]:
-    sampled = options.temp > 0
-    settings = []
+def arms_for(temp: float, greedy: bool) -> list[EvalArm]:
+    """Deletes on and off, sampled at `temp`, and greedily too if asked (or only, at temperature 0)."""
+    sampled = temp > 0
+    arms = []
     if sampled:
-        settings += [EvalArm("deletes", True, False), EvalArm("no-delete", False, False)]
-    if options.greedy or not sampled:
-        settings += [EvalArm("greedy, deletes", True, True), EvalArm("greedy, no-delete", False, True)]
-    return settings
+        arms += [EvalArm("deletes", True, False), EvalArm("no-delete", False, False)]
+    if greedy or not sampled:
+        arms += [EvalArm("greedy, deletes", True, True), EvalArm("greedy, no-delete", False, True)]
+    return arms
 
 
 class Evaluator:
-    """Runs every task under every setting on one model, sharing its engine (and prompt cache)."""
+    """Runs every task under every arm on one session, sharing its engine (and prompt cache)."""
 
-    def __init__(self, model: Model, options: EvalOptions) -> None:
-        if options.scoring not in SCORINGS:
-            raise UserError(f"unknown scoring {options.scoring!r}: use {' or '.join(SCORINGS)}")
-        self.model = model
-        self.options = replace(options, **unset_sampling(model, options))
-        self.engine = Engine(model)
-        self.delete_token = delete_token_for(model, options.delete_token)
+    def __init__(self, session: Session, *, raw: bool = False, scoring: str = "exact", greedy: bool = False) -> None:
+        """raw: the prompt as raw text, not through the chat template; scoring: "exact" (the reply, stripped,
+        is the answer) or "contains" (the answer is in it); greedy: also run both arms greedily."""
+        if scoring not in SCORINGS:
+            raise UserError(f"unknown scoring {scoring!r}: use {' or '.join(SCORINGS)}")
+        self.session = session
+        self.settings = session.settings  # every arm's base: sampling as the model recommends, unless given
+        self.raw, self.scoring, self.greedy = raw, scoring, greedy
+        # Task i is sampled with seed + i in every arm; no seed counts from 0, so that a report repeats.
+        self.seed = 0 if self.settings.seed is None else self.settings.seed
+        self.arms = arms_for(self.settings.temp, greedy)
         self.template = None
-        if not options.raw:
+        if not raw:
             from ..engine.chat_template import ChatTemplate
 
-            self.template = ChatTemplate(model)
+            self.template = ChatTemplate(session.model)
+
+    @property
+    def delete_token(self) -> DeleteToken | None:
+        return self.session.delete_token
+
+    def options(self) -> dict:
+        """How the evaluation ran, for its report."""
+        s = self.settings
+        return {"raw": self.raw, "scoring": self.scoring, "greedy": self.greedy, "temp": s.temp, "top_k": s.top_k,
+                "top_p": s.top_p, "min_p": s.min_p, "seed": self.seed, "max_tokens": s.max_tokens,
+                "delete_token": s.delete_token}
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         if self.template is None:
-            return self.model.tokenize(prompt, add_bos=True)
+            return self.session.model.tokenize(prompt, add_bos=True)
         return self.template.tokens([{"role": "user", "content": prompt}])
 
-    def answer(self, prompt: list[int], setting: EvalArm, seed: int, task: Task) -> Outcome:
-        o = self.options
-        sampler = make_sampler(0.0 if setting.greedy else o.temp, o.top_k, o.top_p, o.min_p, seed)
-        rules = delete_rules(self.delete_token, enabled=setting.deletes, greedy=setting.greedy)
+    def answer(self, prompt: list[int], arm: EvalArm, seed: int, task: Task) -> Outcome:
+        self.session.settings = arm.settings(self.settings, seed)
         done = None
-        for event in self.engine.generate(prompt, sampler=sampler, max_tokens=o.max_tokens, rules=rules):
+        for event in self.session.generate(prompt):  # not consume(): Ctrl-C ends the whole evaluation
             done = event
         return Outcome(
             text=done.text,
-            correct=score(done.text, task.answer, o.scoring),
+            correct=score(done.text, task.answer, self.scoring),
             deletes=done.counts.deletes,
             generated=done.counts.generated,
             seconds=done.timings.generation_s,
         )
 
     def run(self, tasks: list[Task], progress: Callable[[], None] | None = None) -> list[ArmReport]:
-        settings = arms_for(self.options)
-        outcomes: dict[str, list[Outcome]] = {s.name: [] for s in settings}
+        outcomes: dict[str, list[Outcome]] = {arm.name: [] for arm in self.arms}
+        n_ctx = self.session.model.n_ctx
         for index, task in enumerate(tasks):
             prompt = self.prompt_tokens(task.prompt)
-            if len(prompt) >= self.model.n_ctx:
-                raise UserError(f"task {index + 1}: the prompt is {len(prompt)} tokens; the context holds "
-                                f"{self.model.n_ctx}")
-            for setting in settings:  # the same seed for the same task in every setting
-                outcomes[setting.name].append(self.answer(prompt, setting, self.options.seed + index, task))
+            if len(prompt) >= n_ctx:
+                raise UserError(f"task {index + 1}: the prompt is {len(prompt)} tokens; the context holds {n_ctx}")
+            for arm in self.arms:  # the same seed for the same task in every arm
+                outcomes[arm.name].append(self.answer(prompt, arm, self.seed + index, task))
                 if progress is not None:
                     progress()
-        return [summarise(s, outcomes[s.name]) for s in settings]
+        return [summarise(arm, outcomes[arm.name]) for arm in self.arms]
 
 
 def summarise(setting: EvalArm, outcomes: list[Outcome]) -> ArmReport:
@@ -230,13 +231,13 @@ def _accuracy(outcomes: list[Outcome]) -> float | None:
     return sum(o.correct for o in outcomes) / len(outcomes) if outcomes else None
 
 
-def report_json(model_path: str, tasks: list[Task], options: EvalOptions, reports: list[ArmReport],
+def report_json(model_path: str, tasks: list[Task], options: dict, reports: list[ArmReport],
                 delete_token: str | None) -> dict:
     return {
         "model": model_path,
         "tasks": len(tasks),
         "delete_token": delete_token,
-        "options": asdict(options),
+        "options": options,
         "settings": [report.to_json() for report in reports],
         "comparisons": [asdict(comparison) for comparison in comparisons(reports)],
     }

@@ -36,12 +36,12 @@ RECOMMENDED_SAMPLING = {
 }
 
 
-def unset_sampling(model: Model, settings) -> dict:
-    """Values for the sampling settings that `settings` leaves None (those it has of RECOMMENDED_SAMPLING):
-    the model's recommendation where its metadata has one, else backspace's default."""
+def unset_sampling(model: Model, settings: Settings) -> dict:
+    """Values for the sampling settings that `settings` leaves None: the model's recommendation where its
+    metadata has one, else backspace's default."""
     values = {}
     for name, (key, default) in RECOMMENDED_SAMPLING.items():
-        if not hasattr(settings, name) or getattr(settings, name) is not None:
+        if getattr(settings, name) is not None:
             continue
         recorded = model.metadata.get(key)
         if recorded is None:
@@ -72,7 +72,8 @@ def delete_rules(
 
 
 class Session:
-    """What `complete` and `chat` share: one loaded model and the settings to sample it with."""
+    """What every command that generates builds on (complete, chat, eval, serve, and synth's model strategy):
+    one loaded model and the settings to sample it with."""
 
     def __init__(self, settings: Settings) -> None:
         self.model = load_model(
