@@ -31,6 +31,14 @@ TEMPLATE_MAX_CHARS = 4 << 20  # characters in one rendered prompt: more than any
 
 CHECK_CONTEXT_SIZE = 256  # convert --check: room for its one short fixed prompt
 
+# backspace synth (data/synth.py's SynthOptions says what each means)
+SYNTH_RATE = 0.05
+SYNTH_MAX_ERRORS = 3
+SYNTH_ERROR_TOKENS = 1
+SYNTH_TOP_K = 10
+SYNTH_SEED = 0  # the same input gives the same data
+TOKENIZER_CONTEXT_SIZE = 256  # synth's random and reply strategies only tokenize: they decode nothing
+
 # backspace serve
 SERVE_HOST = "127.0.0.1"  # loopback: other machines reach the server only when told to
 SERVE_PORT = 8080  # llama-server's port, so that tools set up for it find this one too

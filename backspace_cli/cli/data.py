@@ -31,14 +31,15 @@ def _count_lines(path: str) -> int | None:
               "(never the true token).")
 @click.option("--tokenizer", type=click.Path(dir_okay=False), help="GGUF whose tokenizer splits the text "
               "(default: the strategy's model, else the built-in model).")
-@click.option("--rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+@click.option("--rate", type=click.FloatRange(0, 1), default=defaults.SYNTH_RATE, show_default=True,
               help="Chance of an error before each response token.")
-@click.option("--max-errors", type=click.IntRange(min=0), default=3, show_default=True, help="Errors per sample.")
-@click.option("--error-tokens", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--max-errors", type=click.IntRange(min=0), default=defaults.SYNTH_MAX_ERRORS, show_default=True,
+              help="Errors per sample.")
+@click.option("--error-tokens", type=click.IntRange(min=1), default=defaults.SYNTH_ERROR_TOKENS, show_default=True,
               help="Longest error: k wrong tokens then k deletes, k from 1 to this.")
-@click.option("--top-k", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--top-k", type=click.IntRange(min=1), default=defaults.SYNTH_TOP_K, show_default=True,
               help="model strategy: how many top alternatives to sample the mistake from.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=defaults.SYNTH_SEED, show_default=True)
 @click.option("--marker", help='Write this text for a delete instead of the delete token, e.g. "[DELETE]".')
 @click.option("-q", "--quiet", is_flag=True, help="No statistics at the end.")
 @friendly_errors()

@@ -5,6 +5,7 @@ from collections.abc import Callable
 import llama_cpp
 import numpy as np
 
+from .. import defaults
 from ..engine.model import Model
 from ..engine.sequence import CacheSequence
 
@@ -91,7 +92,7 @@ def model_strategy(vocabulary: TextTokens, rng: np.random.Generator, top_k: int)
     """A plausible mistake: sampled from the model's own top alternatives at that position, never the
     true token. Further wrong tokens of a multi-token error continue the mistake as the model would."""
     model = vocabulary.model
-    sequence = CacheSequence(model, batch_size=512)
+    sequence = CacheSequence(model, batch_size=defaults.BATCH_SIZE)
     fallback = random_strategy(vocabulary, rng)
 
     def logits_after(context: list[int]) -> np.ndarray:

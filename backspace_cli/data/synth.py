@@ -10,6 +10,7 @@ import numpy as np
 
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DELETE_TOKEN_TEXT, find_delete_token
+from .. import defaults
 from ..engine.model import Model
 from .jsonl import bad_line, read_json_lines
 from .layout import SampleLayout
@@ -21,12 +22,12 @@ PROGRESS_MIN_SAMPLES = 200  # fewer than this finish before a progress bar would
 
 @dataclass(frozen=True)
 class SynthOptions:
-    rate: float = 0.05  # chance of an error before each response token (and before its end)
-    max_errors: int = 3  # errors per sample, at most
-    error_tokens: int = 1  # longest error: k wrong tokens then k deletes, k drawn from 1..this
-    seed: int = 0
+    rate: float = defaults.SYNTH_RATE  # chance of an error before each response token (and before its end)
+    max_errors: int = defaults.SYNTH_MAX_ERRORS  # errors per sample, at most
+    error_tokens: int = defaults.SYNTH_ERROR_TOKENS  # longest error: k wrong tokens then k deletes, k from 1..this
+    seed: int = defaults.SYNTH_SEED
     marker: str | None = None  # write this text for a delete instead of the delete token
-    top_k: int = 10  # model strategy: how many of the model's top alternatives to sample from
+    top_k: int = defaults.SYNTH_TOP_K  # model strategy: how many of the model's top alternatives to sample from
 
 
 @dataclass
@@ -267,7 +268,8 @@ def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions
             raise UserError("with model:PATH the errors are that model's tokens: --tokenizer must be the same file")
         tokenizer = strategy_path
     tokenizer = model_or_builtin(tokenizer, "--tokenizer PATH.gguf")
-    model = load_model(tokenizer, n_ctx=4096 if kind == "model" else 256, n_threads=None)
+    n_ctx = defaults.CONTEXT_SIZE if kind == "model" else defaults.TOKENIZER_CONTEXT_SIZE
+    model = load_model(tokenizer, n_ctx=n_ctx, n_threads=None)
     return Synthesizer(model, kind, options, need_delete_id=tokenized)
 
 
