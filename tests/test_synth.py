@@ -11,7 +11,8 @@ from backspace_cli.default_model import default_model_path
 from backspace_convert.errors import UserError
 from backspace_cli.engine.model import load_model
 from backspace_cli.engine.sequence import CacheSequence
-from backspace_cli.engine.session import delete_token_for
+from backspace_cli.engine.session import Session, delete_token_for
+from backspace_cli.settings import Settings
 from backspace_cli.data.synth import IGNORE, SynthOptions, Synthesizer, read_samples, synthesize
 
 LINES = [
@@ -36,9 +37,14 @@ def builtin():
     return load_model(path, n_ctx=512, n_threads=2)
 
 
+def session_of(model):
+    """A session on the same file: the synthesizer decodes in its own llama.cpp context."""
+    return Session(Settings(model=str(model.path), ctx_size=512, threads=2))
+
+
 def run(model, strategy="random", lines=LINES, **options):
     options = {"rate": 0.3, "max_errors": 3, "seed": 1, **options}
-    synthesizer = Synthesizer(model, strategy, SynthOptions(**options), need_delete_id=True)
+    synthesizer = Synthesizer(session_of(model), strategy, SynthOptions(**options), need_delete_id=True)
     out, tokens = io.StringIO(), io.StringIO()
     stats = synthesize(read_samples(lines), synthesizer, out, tokens)
     records = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -254,10 +260,10 @@ def test_a_sentencepiece_tokenizer_with_words_keeps_its_alignment(tiny_llama):
 
 
 def test_tokenized_output_needs_a_delete_token_or_a_marker(tiny_llama_without_delete_path):
-    model = load_model(tiny_llama_without_delete_path, n_ctx=256, n_threads=2)
+    session = Session(Settings(model=str(tiny_llama_without_delete_path), ctx_size=256, threads=2))
     with pytest.raises(UserError, match="no delete token"):
-        Synthesizer(model, "random", SynthOptions(), need_delete_id=True)
-    text_only = Synthesizer(model, "random", SynthOptions(rate=1.0), need_delete_id=False)
+        Synthesizer(session, "random", SynthOptions(), need_delete_id=True)
+    text_only = Synthesizer(session, "random", SynthOptions(rate=1.0), need_delete_id=False)
     out = io.StringIO()
     synthesize(read_samples(["the water"]), text_only, out)
     assert "<|delete|>" in out.getvalue()

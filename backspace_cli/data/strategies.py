@@ -5,7 +5,6 @@ from collections.abc import Callable
 import llama_cpp
 import numpy as np
 
-from .. import defaults
 from ..engine.model import Model
 from ..engine.sequence import CacheSequence
 
@@ -88,11 +87,10 @@ def _draw(vocabulary: TextTokens, rng: np.random.Generator, accept: Callable[[in
     raise ValueError("no vocabulary token differs from the true text here")
 
 
-def model_strategy(vocabulary: TextTokens, rng: np.random.Generator, top_k: int) -> Strategy:
+def model_strategy(vocabulary: TextTokens, rng: np.random.Generator, top_k: int, sequence: CacheSequence) -> Strategy:
     """A plausible mistake: sampled from the model's own top alternatives at that position, never the
-    true token. Further wrong tokens of a multi-token error continue the mistake as the model would."""
-    model = vocabulary.model
-    sequence = CacheSequence(model, batch_size=defaults.BATCH_SIZE)
+    true token. Further wrong tokens of a multi-token error continue the mistake as the model would.
+    `sequence` decodes with the model: the session's engine's, as a llama.cpp context has one cache."""
     fallback = random_strategy(vocabulary, rng)
 
     def logits_after(context: list[int]) -> np.ndarray:

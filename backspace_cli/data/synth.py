@@ -11,7 +11,9 @@ import numpy as np
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DELETE_TOKEN_TEXT, find_delete_token
 from .. import defaults
-from ..engine.model import Model
+from ..default_model import model_or_builtin
+from ..engine.session import Session
+from ..settings import Settings
 from .jsonl import bad_line, read_json_lines
 from .layout import SampleLayout
 from .strategies import MODEL_PREFIX, Strategy, TextTokens, model_strategy, random_strategy, reply_strategy
@@ -118,10 +120,10 @@ def _parse_object(number: int, data: dict) -> Sample:
 
 
 class Synthesizer:
-    """Injects errors into samples, tokenized with one GGUF's tokenizer."""
+    """Injects errors into samples, tokenized by one session's model (which the model strategy also asks)."""
 
-    def __init__(self, tokenizer: Model, strategy: str, options: SynthOptions, *, need_delete_id: bool) -> None:
-        self.model = tokenizer
+    def __init__(self, session: Session, strategy: str, options: SynthOptions, *, need_delete_id: bool) -> None:
+        tokenizer = self.model = session.model
         self.options = options
         self.rng = np.random.default_rng(options.seed)
         delete = find_delete_token(tokenizer.metadata.get, tokenizer.n_vocab, tokenizer.token_text, tokenizer.find_token)
@@ -140,7 +142,7 @@ class Synthesizer:
         self.vocabulary = TextTokens(tokenizer, excluded=set(self.delete_ids))
         self.layout = SampleLayout(tokenizer)
         if strategy == "model":
-            self.strategy: Strategy = model_strategy(self.vocabulary, self.rng, options.top_k)
+            self.strategy: Strategy = model_strategy(self.vocabulary, self.rng, options.top_k, session.engine.sequence)
         elif strategy == "reply":
             self.strategy = reply_strategy(self.vocabulary, self.rng)
         else:
@@ -258,19 +260,16 @@ def synthesize(
 
 
 def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions, *, tokenized: bool) -> Synthesizer:
-    """Load the model that tokenizes (and, for model:PATH, proposes the errors) and wrap it."""
-    from ..default_model import model_or_builtin
-    from ..engine.model import load_model
-
+    """Open the model that tokenizes (and, for model:PATH, proposes the errors) and wrap it."""
     kind, strategy_path = parse_strategy(strategy)
     if kind == "model":
         if tokenizer is not None and Path(tokenizer).resolve() != Path(strategy_path).resolve():
             raise UserError("with model:PATH the errors are that model's tokens: --tokenizer must be the same file")
-        tokenizer = strategy_path
-    tokenizer = model_or_builtin(tokenizer, "--tokenizer PATH.gguf")
-    n_ctx = defaults.CONTEXT_SIZE if kind == "model" else defaults.TOKENIZER_CONTEXT_SIZE
-    model = load_model(tokenizer, n_ctx=n_ctx, n_threads=None)
-    return Synthesizer(model, kind, options, need_delete_id=tokenized)
+        settings = Settings(model=strategy_path)
+    else:
+        settings = Settings(model=model_or_builtin(tokenizer, "--tokenizer PATH.gguf"),
+                            ctx_size=defaults.TOKENIZER_CONTEXT_SIZE)
+    return Synthesizer(Session(settings), kind, options, need_delete_id=tokenized)
 
 
 def run_synth(
