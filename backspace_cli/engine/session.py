@@ -58,9 +58,7 @@ def unset_sampling(model: Model, settings: Settings) -> dict:
     return values
 
 
-def delete_rules(
-    delete: DeleteToken | None, *, enabled: bool, greedy: bool, max_deletes: int = defaults.MAX_DELETES
-) -> DeleteRules:
+def delete_rules(delete: DeleteToken | None, *, enabled: bool, greedy: bool, max_deletes: int) -> DeleteRules:
     """The engine's rules for this delete token (or marker); greedy decoding bans what it deletes."""
     return DeleteRules(
         token_id=delete.id if delete else None,
@@ -72,8 +70,8 @@ def delete_rules(
 
 
 class Session:
-    """What every command that generates builds on (complete, chat, eval, serve, and synth's model strategy):
-    one loaded model and the settings to sample it with."""
+    """What every command that opens a model builds on (complete, chat, eval, serve and synth): one loaded
+    model and the settings to sample it with."""
 
     def __init__(self, settings: Settings) -> None:
         self.model = load_model(
