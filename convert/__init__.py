@@ -5,9 +5,10 @@
 
 The modules, each with one job: reader (guarded GGUFReader), vocab (tokenizer facts), plan (the
 mode and the Edit), rows and quantize (new rows in any tensor type), sink and streaming (the streaming
-copy), target (may the output be written), verify (the structure check), convert (the whole
-command as a function), inspection (`backspace inspect`), progress (the rich bar), keys (the file-format
-contract: metadata keys, delete-token names and the delete-token lookup), defaults (the converter's own).
+copy), atomic (every output file: its checks and its write), verify (the structure check), convert
+(the whole command as a function), inspection (`backspace inspect`), progress (the rich bar), keys
+(the file-format contract: metadata keys, delete-token names and the delete-token lookup), defaults
+(the converter's own).
 """
 import importlib
 

@@ -1,23 +1,101 @@
-"""Writing a file atomically: a temporary file in the target directory, fsynced, then renamed into place.
+"""Every output file's one owner: the checks before any work, and the write, which never harms what it replaces.
 
-Whatever goes wrong before the rename (an error, a full disk, Ctrl-C), the temporary file is removed
-and the target is untouched, so nothing partial is ever left behind.
+- A regular file (or none yet) is written to a temporary file in its own directory, fsynced, then
+  renamed into place. Whatever goes wrong before the rename (an error, a full disk, Ctrl-C), the
+  temporary file is removed and the target is untouched. Without `force`, an existing file is refused.
+- A symlink is followed: the file it points to is written so, in that file's directory; the link stays.
+- A character device or a FIFO (`/dev/null`, `/dev/stdout`, a named pipe) is written into, as `cp` and
+  shells do. Nothing is replaced, so it needs no `force`. A block device, a socket or a directory is
+  refused with one line.
 """
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from .errors import UserError
 
+PARTIAL = ".partial"  # the temporary file's suffix
+
 
 @contextmanager
-def atomic_output(target: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; when the block ends normally, put it in place."""
-    directory = target.parent
+def atomic_output(target: Path, force: bool, *, source: Path | None = None) -> Iterator[Path]:
+    """Yield a path to write the whole output at; when the block ends normally, it becomes `target`'s
+    content. `source`, an input, is never overwritten. For a device or a FIFO the path is a temporary
+    file elsewhere (the writer may read its output back), copied into the target at the end."""
+    target = Path(target)
+    if _check(target, force, source):
+        with _reported(target), open(os.open(target, os.O_WRONLY), "wb") as device, _staging(target) as path:
+            yield path
+            with open(path, "rb") as content:
+                shutil.copyfileobj(content, device)
+    else:
+        with _atomic(target, force) as path:
+            yield path
+
+
+@contextmanager
+def output_stream(target: Path, force: bool, encoding: str = "utf-8") -> Iterator[TextIO]:
+    """The same rules for a writer of text; a device or a FIFO gets the text as it is written."""
+    target = Path(target)
+    if _check(target, force, source=None):
+        with _reported(target), open(os.open(target, os.O_WRONLY), "w", encoding=encoding) as stream:
+            yield stream
+    else:
+        with _atomic(target, force) as path, open(path, "w", encoding=encoding) as stream:
+            yield stream
+
+
+def _exists(target: Path) -> UserError:
+    return UserError(f"output exists: {target} (use --force to replace it)")
+
+
+def _check(target: Path, force: bool, source: Path | None) -> bool:
+    """Refuse, before any work, an output that cannot or may not be written; True for a device or a
+    FIFO, which is written into."""
+    if source is not None and _same_file(target, source):
+        raise UserError(f"the output would overwrite the input {source}: the input is never modified")
     try:
-        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".partial")
+        mode = os.stat(target).st_mode  # through any symlinks
+    except (FileNotFoundError, NotADirectoryError):
+        directory = Path(os.path.realpath(target)).parent
+        if not directory.exists():
+            raise UserError(f"output directory does not exist: {directory}") from None
+        if not directory.is_dir():
+            raise UserError(f"output directory is not a directory: {directory}") from None
+        return False
+    except OSError as error:
+        raise UserError(f"cannot write {target}: {error.strerror}") from None
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return True
+    if stat.S_ISDIR(mode):
+        raise UserError(f"output is a directory: {target}")
+    if stat.S_ISBLK(mode):
+        raise UserError(f"output is a block device: {target} (write to a file, not to a disk)")
+    if stat.S_ISSOCK(mode):
+        raise UserError(f"output is a socket: {target} (write to a file, a FIFO or a device)")
+    if not force:
+        raise _exists(target)
+    return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing
+        return False
+
+
+@contextmanager
+def _atomic(target: Path, force: bool) -> Iterator[Path]:
+    real = Path(os.path.realpath(target))  # a symlink's file is written in its own directory
+    directory = real.parent
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{real.name}.", suffix=PARTIAL)
     except OSError as error:
         raise UserError(f"cannot write to the output directory {directory}: {error.strerror}") from None
     os.close(fd)
@@ -27,18 +105,18 @@ def atomic_output(target: Path, force: bool) -> Iterator[Path]:
         _fsync(temporary)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; an output is as readable as any file
         if force:
-            os.replace(temporary, target)
+            os.replace(temporary, real)
         else:
             try:  # link refuses an existing target, so a file that appeared meanwhile is not clobbered
-                os.link(temporary, target)
+                os.link(temporary, real)
             except FileExistsError:
-                raise UserError(f"output exists: {target} (use --force to replace it)") from None
+                raise _exists(target) from None
             except OSError:  # a file system without hard links: rename, having checked just before
-                if target.exists():
-                    raise UserError(f"output exists: {target} (use --force to replace it)") from None
-                os.replace(temporary, target)
+                if real.exists():
+                    raise _exists(target) from None
+                os.replace(temporary, real)
             else:
                 os.unlink(temporary)
         _fsync_directory(directory)
@@ -47,6 +125,29 @@ def atomic_output(target: Path, force: bool) -> Iterator[Path]:
         if isinstance(error, OSError):
             raise UserError(f"cannot write {target}: {error.strerror or error}") from None
         raise
+
+
+@contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A temporary file in the system's temporary directory, removed whatever happens."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL)
+    except OSError as error:
+        raise UserError(f"cannot write a temporary file for {target}: {error.strerror}") from None
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+@contextmanager
+def _reported(target: Path) -> Iterator[None]:
+    """A failed open or write of a device or a FIFO (a reader gone: a broken pipe) is one line."""
+    try:
+        yield
+    except OSError as error:
+        raise UserError(f"cannot write {target}: {error.strerror or error}") from None
 
 
 def _fsync(path: Path) -> None:

@@ -7,8 +7,6 @@ from typing import Any
 
 from . import defaults
 from .atomic import atomic_output
-
-from .target import check_target
 from .streaming import copy_with_delete_token, tensor_bytes
 from .plan import ConvertSpec, Edit, plan_edit
 from .reader import open_gguf
@@ -67,9 +65,8 @@ def convert_file(
         return Result(source, None, edit, timings=timings)
 
     target = Path(output) if output is not None else default_output(source)
-    check_target(target, source, force)
     arch = field_value(reader, "general.architecture")
-    with atomic_output(target, force) as temporary:
+    with atomic_output(target, force, source=source) as temporary:
         started = time.perf_counter()
         sink = GGUFSink(temporary, arch, reader.endianess, reader.alignment)
         try:

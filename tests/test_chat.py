@@ -132,7 +132,7 @@ def test_save_writes_the_transcript_with_every_delete(repl, tmp_path):
 
 @pytest.mark.parametrize("line, message", [("/set nope 1", "unknown key"), ("/set temp hot", "not a float"),
                                            ("/frobnicate", "unknown command"), ("/trace maybe", "/trace on|off"),
-                                           ("/save /nonexistent/dir/x.json", "cannot write")])
+                                           ("/save /nonexistent/dir/x.json", "output directory does not exist")])
 def test_bad_slash_commands_are_explained(repl, line, message):
     with pytest.raises(UserError, match=message):
         run_command(repl, line)
