@@ -1,5 +1,6 @@
 """The data commands, `backspace synth` and `backspace eval`: click wiring only; the work is elsewhere."""
 from contextlib import nullcontext
+from pathlib import Path
 
 import click
 
@@ -10,6 +11,20 @@ from .friendly import friendly_errors
 from .options import sampling_options, setting_type, settings_from
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+def _parse_temps(context, parameter, value):
+    """'0,0.8,1.5' as temperatures, each checked by the rule --temp follows."""
+    if value is None:
+        return None
+    temp_type = setting_type("temp")
+    try:
+        temps = [temp_type.convert(part.strip(), parameter, context) for part in value.split(",") if part.strip()]
+    except click.BadParameter as error:
+        raise click.BadParameter(f"{value!r}: {error.message}") from None
+    if not temps:
+        raise click.BadParameter(f"{value!r} names no temperature (for example 0,0.8,1.5)")
+    return sorted(set(temps))
 
 
 def _count_lines(path: str) -> int | None:
@@ -78,6 +93,9 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--scoring", type=click.Choice(["exact", "contains"]), default="exact", show_default=True,
               help="exact: the reply (stripped) is the answer; contains: the answer appears in the reply.")
 @click.option("--greedy", is_flag=True, help="Also run both settings greedily.")
+@click.option("--temps", callback=_parse_temps, metavar="T,T,...",
+              help="A sweep: both settings at each temperature (0 is greedy), in one table; replaces --temp and --greedy.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="With --temps: also write a chart (.png, .svg or .pdf).")
 @sampling_options
 @click.option("--seed", type=setting_type("seed"), default=0, show_default=True,
               help="Task i is sampled with SEED + i in every setting.")
@@ -89,7 +107,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
 @friendly_errors()
-def eval_command(tasks_path, raw, scoring, greedy, limit, as_json, answers, **options):
+def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
     delete token banned (--no-delete), with the same seeds.
 
@@ -101,14 +119,22 @@ def eval_command(tasks_path, raw, scoring, greedy, limit, as_json, answers, **op
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..default_model import model_or_builtin
-    from ..data.evaluation import Evaluator, read_tasks, report_json, report_table
+    from ..data.evaluation import Evaluator, read_tasks, report_json, report_table, sweep_table
     from ..engine.session import Session
 
+    if temps and (greedy or options.get("temp") is not None):
+        raise click.UsageError("--temps replaces --temp and --greedy")
+    if plot and not temps:
+        raise click.UsageError("--plot needs --temps")
+    if plot:
+        from ..data.sweep_plot import chart_format
+
+        chart_format(Path(plot))
     settings = settings_from(options)
     settings.model = model_or_builtin(settings.model)  # as the report names it
     with click.open_file(tasks_path, encoding="utf-8") as lines:
         tasks = read_tasks(lines)[:limit]
-    evaluator = Evaluator(Session(settings), raw=raw, scoring=scoring, greedy=greedy)
+    evaluator = Evaluator(Session(settings), raw=raw, scoring=scoring, greedy=greedy, temps=temps)
     errors = Console(stderr=True)
     if evaluator.delete_token is None:
         errors.print("[yellow]This model has no delete token: both settings generate plainly.[/yellow]")
@@ -126,7 +152,15 @@ def eval_command(tasks_path, raw, scoring, greedy, limit, as_json, answers, **op
                                           "correct": outcome.correct, "deletes": outcome.deletes}) + "\n")
     if as_json:
         click.echo(json.dumps(report_json(settings.model, tasks, evaluator.options(), reports, token), indent=2))
+    o = evaluator.settings  # with the model's recommended sampling filled in
+    if temps:
+        sampling = f"temperatures {', '.join(f'{t:g}' for t in temps)}, top-k {o.top_k}, top-p {o.top_p}, min-p {o.min_p}"
     else:
-        o = evaluator.settings  # with the model's recommended sampling filled in
         sampling = "greedy" if o.temp == 0 else f"temp {o.temp}, top-k {o.top_k}, top-p {o.top_p}, min-p {o.min_p}"
-        Console().print(report_table(reports, f"backspace eval: {len(tasks)} tasks, {sampling}, {scoring} match"))
+    title = f"backspace eval: {len(tasks)} tasks, {sampling}, {scoring} match"
+    if plot:
+        from ..data.sweep_plot import plot_sweep
+
+        plot_sweep(reports, Path(plot), f"{Path(settings.model).name}: {len(tasks)} tasks")
+    if not as_json:
+        Console().print((sweep_table if temps else report_table)(reports, title))

@@ -26,9 +26,11 @@ class EvalArm:
     name: str
     deletes: bool  # False bans the delete token
     greedy: bool
+    temp: float | None = None  # a sweep's temperature; None: the session's
 
     def settings(self, base: Settings, seed: int) -> Settings:
-        return replace(base, seed=seed, no_delete=not self.deletes, temp=0.0 if self.greedy else base.temp)
+        temp = 0.0 if self.greedy else base.temp if self.temp is None else self.temp
+        return replace(base, seed=seed, no_delete=not self.deletes, temp=temp)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class ArmReport:
     name: str
     deletes_enabled: bool
     greedy: bool
+    temp: float | None  # the arm's own temperature in a sweep; None: the session's
     answers: int
     correct: int
     accuracy: float
@@ -108,12 +111,26 @@ def arms_for(temp: float, greedy: bool) -> list[EvalArm]:
     return arms
 
 
+def arms_for_temps(temps: list[float]) -> list[EvalArm]:
+    """A sweep: deletes on and off at each temperature, 0 being greedy."""
+    arms = []
+    for temp in temps:
+        if temp == 0:
+            arms += [EvalArm("greedy, deletes", True, True), EvalArm("greedy, no-delete", False, True)]
+        else:
+            arms += [EvalArm(f"temp {temp:g}, deletes", True, False, temp),
+                     EvalArm(f"temp {temp:g}, no-delete", False, False, temp)]
+    return arms
+
+
 class Evaluator:
     """Runs every task under every arm on one session, sharing its engine (and prompt cache)."""
 
-    def __init__(self, session: Session, *, raw: bool = False, scoring: str = "exact", greedy: bool = False) -> None:
+    def __init__(self, session: Session, *, raw: bool = False, scoring: str = "exact", greedy: bool = False,
+                 temps: list[float] | None = None) -> None:
         """raw: the prompt as raw text, not through the chat template; scoring: "exact" (the reply, stripped,
-        is the answer) or "contains" (the answer is in it); greedy: also run both arms greedily."""
+        is the answer) or "contains" (the answer is in it); greedy: also run both arms greedily; temps: a
+        sweep over these temperatures instead, both arms at each."""
         if scoring not in SCORINGS:
             raise UserError(f"unknown scoring {scoring!r}: use {' or '.join(SCORINGS)}")
         self.session = session
@@ -121,7 +138,8 @@ class Evaluator:
         self.raw, self.scoring, self.greedy = raw, scoring, greedy
         # Task i is sampled with seed + i in every arm; no seed counts from 0, so that a report repeats.
         self.seed = 0 if self.settings.seed is None else self.settings.seed
-        self.arms = arms_for(self.settings.temp, greedy)
+        self.temps = temps
+        self.arms = arms_for_temps(temps) if temps else arms_for(self.settings.temp, greedy)
         self.template = None
         if not raw:
             from ..engine.chat_template import ChatTemplate
@@ -137,7 +155,7 @@ class Evaluator:
         s = self.settings
         return {"raw": self.raw, "scoring": self.scoring, "greedy": self.greedy, "temp": s.temp, "top_k": s.top_k,
                 "top_p": s.top_p, "min_p": s.min_p, "seed": self.seed, "max_tokens": s.max_tokens,
-                "delete_token": s.delete_token}
+                "delete_token": s.delete_token, "temps": self.temps}
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         if self.template is None:
@@ -181,6 +199,7 @@ def summarise(setting: EvalArm, outcomes: list[Outcome]) -> ArmReport:
         name=setting.name,
         deletes_enabled=setting.deletes,
         greedy=setting.greedy,
+        temp=0.0 if setting.greedy else setting.temp,
         answers=n,
         correct=correct,
         accuracy=correct / n if n else 0.0,
@@ -224,7 +243,8 @@ def compare(enabled: ArmReport, banned: ArmReport) -> PairedComparison:
 def comparisons(reports: list[ArmReport]) -> list[PairedComparison]:
     """Each deletes-enabled setting against the banned one with the same sampling."""
     return [compare(enabled, banned) for enabled in reports if enabled.deletes_enabled
-            for banned in reports if not banned.deletes_enabled and banned.greedy == enabled.greedy]
+            for banned in reports if not banned.deletes_enabled and banned.greedy == enabled.greedy
+            and banned.temp == enabled.temp]
 
 
 def _accuracy(outcomes: list[Outcome]) -> float | None:
@@ -265,6 +285,26 @@ def report_table(reports: list[ArmReport], title: str):
     paired = {comparison.setting: comparison for comparison in comparisons(reports)}
     table.add_row("gain over no-delete, paired", *(_gain(paired.get(r.name)) for r in reports))
     return table
+
+
+def sweep_table(reports: list[ArmReport], title: str):
+    """A sweep as a rich table: one row per temperature, both arms and their paired gain side by side."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("temperature", "with deletes", "no-delete", "gain over no-delete, paired", "deletes / answer"):
+        table.add_column(column, justify="right")
+    by_name = {report.name: report for report in reports}
+    for comparison in comparisons(reports):
+        on, off = by_name[comparison.setting], by_name[comparison.baseline]
+        table.add_row("greedy" if on.greedy else f"{on.temp:g}", _accuracy_cell(on), _accuracy_cell(off),
+                      _gain(comparison), f"{on.deletes_per_answer:.2f}")
+    return table
+
+
+def _accuracy_cell(report: ArmReport) -> str:
+    low, high = report.ci95
+    return f"{report.accuracy:.1%} ({low:.1%} – {high:.1%})"
 
 
 def _gain(comparison: PairedComparison | None) -> str:
