@@ -50,7 +50,7 @@ def delete_happy(path, delete_bias):
 def models(tmp_path_factory):
     """By greedy: a greedy rollout deletes only where the delete token is the likeliest."""
     folder = tmp_path_factory.mktemp("rollout")
-    return {False: delete_happy(folder / "sampled.gguf", 1.0), True: delete_happy(folder / "greedy.gguf", 2.0)}
+    return {False: delete_happy(folder / "sampled.gguf", 2.0), True: delete_happy(folder / "greedy.gguf", 2.0)}
 
 
 def trajectories(model, greedy):
