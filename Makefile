@@ -84,7 +84,8 @@ bench: install-test models
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis backspace_cli/engine/*.so
 
-# The built-in model, trained from scratch (about 25 minutes on 2 cores; see training/train.py).
+# The built-in model, trained from scratch on two-sum: supervised, then GRPO (about 13 minutes on 2 busy
+# cores; see training/train.py and training/NOTES.md).
 .PHONY: demo-model
 $(VENV)/.installed-train: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/python
 	$(call install_with,[train])

@@ -15,13 +15,13 @@ from backspace_cli.engine.session import Session
 from backspace_cli.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
-import arithmetic  # noqa: E402
+import twosum  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tasks_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("eval") / "tasks.jsonl"
-    tasks = arithmetic.tasks(24, seed=5, evaluation=True)
+    tasks = twosum.tasks(24, seed=5, evaluation=True)
     path.write_text("".join(json.dumps({"prompt": t["prompt"], "answer": t["response"]}) + "\n" for t in tasks))
     return path
 
@@ -74,7 +74,7 @@ def test_the_same_seeds_give_the_same_report(tasks_file, builtin_path):
 
 
 def test_greedy_adds_two_settings_and_temperature_zero_runs_only_those(tasks_file, builtin_path):
-    names = [s["name"] for s in run_json(tasks_file, "-m", builtin_path, "--greedy", "--limit", "4")["settings"]]
+    names = [s["name"] for s in run_json(tasks_file, "-m", builtin_path, "--greedy", "--temp", "1", "--limit", "4")["settings"]]
     assert names == ["deletes", "no-delete", "greedy, deletes", "greedy, no-delete"]
     names = [s["name"] for s in run_json(tasks_file, "-m", builtin_path, "--temp", "0", "--limit", "4")["settings"]]
     assert names == ["greedy, deletes", "greedy, no-delete"]
@@ -82,7 +82,7 @@ def test_greedy_adds_two_settings_and_temperature_zero_runs_only_those(tasks_fil
 
 def test_the_table_and_the_answers_file(tmp_path, tasks_file, builtin_path):
     answers = tmp_path / "answers.jsonl"
-    result = invoke(tasks_file, "-m", builtin_path, "--limit", "5", "--answers", answers, "-t", "2")
+    result = invoke(tasks_file, "-m", builtin_path, "--temp", "1", "--limit", "5", "--answers", answers, "-t", "2")
     assert result.exit_code == 0, result.output
     for heading in ("accuracy", "95% CI", "deletes / answer", "tokens/s", "no-delete"):
         assert heading in result.stdout

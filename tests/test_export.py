@@ -1,4 +1,5 @@
 """Our GGUF exporter and the built-in model: llama.cpp computes what PyTorch computes, and reads our vocabulary."""
+import re
 import sys
 from pathlib import Path
 
@@ -14,11 +15,12 @@ from backspace_cli.engine.session import delete_token_for
 TRAINING = Path(__file__).resolve().parent.parent / "training"
 sys.path.insert(0, str(TRAINING))
 
-import arithmetic  # noqa: E402
+import twosum  # noqa: E402
 import vocab  # noqa: E402
 
 GGML_TYPE_F32 = 0
-TEXTS = ["What is 482+939?", "Add 7 and 15.\n é ✓ 1421", "{a} [b] ~`|\\ 0"]
+MIN_GREEDY_RIGHT = 0.5  # share of held-out questions the built-in model gets right greedily
+TEXTS = ["Which two of 3 8 5 1 add up to 13?", "Add 7 and 15.\n é ✓ 1421", "{a} [b] ~`|\\ 0"]
 
 
 @pytest.fixture(scope="module")
@@ -150,27 +152,27 @@ def test_the_chat_template_writes_control_tokens(builtin):
     assert names == ["<s>", "<|user|>", "1", "+", "2", "</s>", "<|assistant|>"]
 
 
-def test_the_built_in_model_adds_held_out_numbers(builtin):
+def test_the_built_in_model_answers_held_out_questions_greedily_with_deletes(builtin):
     from backspace_cli.engine.engine import DeleteRules, Engine
     from backspace_cli.data.evaluation import Evaluator
     from backspace_cli.engine.session import Session
     from backspace_cli.settings import Settings
 
-    tasks = arithmetic.tasks(40, seed=99, evaluation=True)
+    tasks = twosum.tasks(40, seed=99, evaluation=True)
     evaluator = Evaluator(Session(Settings(model=str(DEFAULT_MODEL), temp=0.0, ctx_size=256, threads=2)))
     engine = Engine(builtin)
     correct = 0
     for task in tasks:
         prompt = evaluator.prompt_tokens(task["prompt"])
-        events = engine.generate(prompt, sampler=lambda logits: int(logits.argmax()), max_tokens=12,
-                                 rules=DeleteRules(token_id=evaluator.delete_token.id))
+        events = engine.generate(prompt, sampler=lambda logits: int(logits.argmax()), max_tokens=24,
+                                 rules=DeleteRules(token_id=evaluator.delete_token.id, ban_deleted=True))
         correct += list(events)[-1].text == task["response"]
-    assert correct >= 0.8 * len(tasks)
+    assert correct >= MIN_GREEDY_RIGHT * len(tasks)
 
 
 def test_the_built_in_model_deletes_what_cannot_be_right(builtin):
-    """After a letter where the answer should be, the delete token is the likeliest next token; after a
-    wrong first digit it is far likelier than after the right one."""
+    """After a first number that is not the answer's, the delete token is far likelier than after the
+    right one."""
     import numpy as np
 
     from backspace_cli.data.evaluation import Evaluator
@@ -186,15 +188,14 @@ def test_the_built_in_model_deletes_what_cannot_be_right(builtin):
         sequence.trim(0)
         logits = sequence.feed(context).astype(np.float64)
         p = np.exp(logits - logits.max())
-        return p[delete] / p.sum(), int(logits.argmax()) == delete
+        return p[delete] / p.sum()
 
-    letters = wrong = right = 0.0
-    tasks = arithmetic.tasks(30, seed=98, evaluation=True)
+    wrong = right = 0.0
+    tasks = twosum.tasks(30, seed=98, evaluation=True)
     for task in tasks:
-        answer = task["response"]
+        first, second = task["response"].split("+")
+        numbers = [n for n in re.findall(r"\d+", task["prompt"])[:-1] if n not in (first, second)]
         prompt = evaluator.prompt_tokens(task["prompt"])
-        letters += p_delete(prompt + builtin.tokenize(answer[0] + "x", add_bos=False))[1]
-        wrong += p_delete(prompt + builtin.tokenize(str((int(answer[0]) + 3) % 10), add_bos=False))[0]
-        right += p_delete(prompt + builtin.tokenize(answer[0], add_bos=False))[0]
-    assert letters >= 0.9 * len(tasks)
-    assert wrong > 10 * right
+        wrong += p_delete(prompt + builtin.tokenize(numbers[0], add_bos=False))
+        right += p_delete(prompt + builtin.tokenize(first, add_bos=False))
+    assert wrong > 5 * right

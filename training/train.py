@@ -60,18 +60,19 @@ class Recipe:
     n_head: int = 4  # attention heads
     n_ff: int = 384  # feed-forward width
     context: int = 512  # longest sequence: a chat of several questions
-    stage1_steps: int = 3000  # steps on dead states made from the list's other numbers
-    stage2_steps: int = 1500  # steps on the stage-1 model's own dead states, mixed with stage 1's kind
-    rl_steps: int = 200  # GRPO steps
+    stage1_steps: int = 600  # steps on dead states made from the list's other numbers
+    stage2_steps: int = 300  # steps on the stage-1 model's own dead states, mixed with stage 1's kind
+    rl_steps: int = 40  # GRPO steps
     batch: int = 64  # sequences per step
     lr: float = 3e-3  # peak learning rate
     warmup: int = 200  # steps of linear warm-up, then cosine decay to lr / 10
     weight_decay: float = 0.1
     branches: int = 2  # wrong replies per question, each trained as its dead prefixes
     second_share: float = 0.3  # share of wrong replies that go wrong in the second number
+    delete_weight: float = 0.4  # weight of a delete target in the loss
     dead_depth: int = 2  # dead prefixes trained per wrong reply: a delete after each of its first tokens
     chat_share: float = 0.05  # share of questions asked after 1 to 5 earlier exchanges
-    own_tasks: int = 6000  # stage-2 questions on which the stage-1 model is run
+    own_tasks: int = 2000  # stage-2 questions on which the stage-1 model is run
     own_temperature: float = 1.0  # stage 2 also samples the stage-1 model at this temperature
     rl_prompts: int = 16  # questions per GRPO step
     rl_group: int = 8  # sampled replies per question
@@ -252,9 +253,16 @@ def batches(samples: list[dict], recipe: Recipe, rng: np.random.Generator):
                    torch.from_numpy(y))
 
 
-def loss_of(model: TinyLlama, x, positions, mask, y) -> torch.Tensor:
+def loss_of(model: TinyLlama, x, positions, mask, y, delete_weight: float) -> torch.Tensor:
+    """Cross-entropy over the targets, each delete target counting `delete_weight`: a model unsure
+    whether a state is dead then keeps writing, where greedy decoding's search would otherwise delete
+    (and ban) right tokens."""
     logits = model(x, positions, mask)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE,
+                             reduction="none")
+    y = y.reshape(-1)
+    weights = torch.where(y == DELETE, delete_weight, 1.0) * (y != IGNORE)
+    return (losses * weights).sum() / (y != IGNORE).sum()
 
 
 def learning_rate(step: int, total: int, recipe: Recipe) -> float:
@@ -276,7 +284,7 @@ def train(model, samples, steps, recipe, rng, step0, total_steps, probe) -> None
         lr = learning_rate(step, total_steps, recipe)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = loss_of(model, *next(stream))
+        loss = loss_of(model, *next(stream), recipe.delete_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

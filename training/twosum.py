@@ -10,8 +10,8 @@ import random
 import sys
 import zlib
 
-LOW, HIGH = 10, 99  # every number has two digits
-SIZES = (5, 6, 7, 8)  # numbers in a list
+LOW, HIGH = 1, 9  # one token each: a written number is whole, so checking it needs no look-ahead
+SIZES = (4, 5, 6)  # numbers in a list
 # Phrasings of the question; the target always comes after the list, so that reading the list cannot
 # already work out the answer. The model only ever answers "a+b", in list order.
 QUESTIONS = (
@@ -27,10 +27,9 @@ QUESTIONS = (
 SEPARATORS = (" ", ", ")
 
 
-def held_out(a: int, b: int) -> bool:
-    """One answer pair in ten, in either order, is never an answer in training."""
-    low, high = min(a, b), max(a, b)
-    return zlib.crc32(f"{low},{high}".encode()) % 10 == 0
+def held_out(numbers: list[int], target: int) -> bool:
+    """One question in ten (the list's numbers in any order, and the target) is never trained on."""
+    return zlib.crc32(f"{sorted(numbers)},{target}".encode()) % 10 == 0
 
 
 def pairs_adding_to(numbers: list[int], target: int) -> list[tuple[int, int]]:
@@ -41,16 +40,16 @@ def make_list(rng: random.Random, evaluation: bool, size: int) -> tuple[list[int
     """A list of `size` distinct numbers in which exactly one pair adds up to the target, and the target."""
     while True:
         a, b = rng.sample(range(LOW, HIGH + 1), 2)
-        if held_out(a, b) == evaluation:
-            break
-    target = a + b
-    numbers = [a, b]
-    while len(numbers) < size:
-        x = rng.randint(LOW, HIGH)
-        if x not in numbers and target - x not in numbers:
-            numbers.append(x)
-    rng.shuffle(numbers)
-    return numbers, target
+        target = a + b
+        numbers = [a, b]
+        while len(numbers) < size:
+            allowed = [x for x in range(LOW, HIGH + 1) if x not in numbers and target - x not in numbers]
+            if not allowed:
+                break
+            numbers.append(rng.choice(allowed))
+        if len(numbers) == size and held_out(numbers, target) == evaluation:
+            rng.shuffle(numbers)
+            return numbers, target
 
 
 def answer(numbers: list[int], target: int) -> str:
@@ -64,7 +63,7 @@ def question(rng: random.Random, numbers: list[int], target: int) -> str:
 
 
 def tasks(count: int, seed: int, evaluation: bool, sizes: tuple[int, ...] = SIZES) -> list[dict]:
-    """`count` questions from the training or the held-out answer pairs, as {"prompt", "response"}."""
+    """`count` questions from the training or the held-out ones, as {"prompt", "response"}."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
@@ -83,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Write two-sum tasks as JSONL.")
     parser.add_argument("count", type=int)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval", action="store_true", help="held-out answer pairs, as backspace eval tasks")
+    parser.add_argument("--eval", action="store_true", help="held-out questions, as backspace eval tasks")
     args = parser.parse_args()
     for task in tasks(args.count, args.seed, args.eval):
         if args.eval:
