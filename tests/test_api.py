@@ -12,12 +12,12 @@ from backspace_cli import Delete, Done, Token
 from backspace_cli.engine.chat_template import ChatTemplate
 
 README = Path(__file__).parent.parent / "README.md"
-QUESTION = [{"role": "user", "content": "What is 482+939?"}]
+QUESTION = [{"role": "user", "content": "Which two of 5 9 7 6 2 1 sum to 12?"}]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return backspace_cli.load(seed=6)  # the model's recommended sampling: temperature 1.5, where it slips
+    return backspace_cli.load(seed=6)  # the model's recommended sampling: greedy, a search that backs out of 9
 
 
 def replay(events) -> str:
@@ -49,14 +49,14 @@ def test_the_readme_example_streams_events_and_prints_the_answer():
             assert pieces.pop() == ast.literal_eval(text)
     final = re.match(r"Done\(finish_reason='stop', text=('[^']*')", done).group(1)
     assert "".join(pieces) == ast.literal_eval(final)
-    assert ast.literal_eval(final).isdigit() and answer.isdigit()
+    assert re.fullmatch(r"\d\+\d", ast.literal_eval(final)) and re.fullmatch(r"\d\+\d", answer)
 
 
 def test_the_streamed_events_replay_to_the_final_text(model):
     events = list(backspace_cli.stream_generate(model, QUESTION))
     *edits, done = events
     assert isinstance(done, Done) and not any(isinstance(event, Done) for event in edits)
-    assert done.counts.deletes == sum(isinstance(event, Delete) for event in edits) > 0  # this seed slips
+    assert done.counts.deletes == sum(isinstance(event, Delete) for event in edits) > 0  # this question makes it back out
     assert replay(edits) == done.text
 
 
@@ -67,13 +67,13 @@ def test_generate_gives_the_streams_done_record(model):
 
 
 def test_messages_go_through_the_models_chat_template_and_a_string_is_raw_text():
-    messages = [{"role": "user", "content": "What is 12+7?"}]
+    messages = [{"role": "user", "content": "Which two of 4 8 3 add up to 11?"}]
     greedy = backspace_cli.load(temp=0)
     chat = backspace_cli.generate(greedy, messages)
     assert chat.counts.prompt_tokens == len(ChatTemplate(greedy.model).tokens(messages))
-    assert chat.text == "19"
-    raw = backspace_cli.generate(greedy, "What is 12+7?")
-    assert raw.counts.prompt_tokens == len(greedy.model.tokenize("What is 12+7?", add_bos=True))
+    assert chat.text == "8+3"
+    raw = backspace_cli.generate(greedy, "Which two of 4 8 3 add up to 11?")
+    assert raw.counts.prompt_tokens == len(greedy.model.tokenize("Which two of 4 8 3 add up to 11?", add_bos=True))
 
 
 def test_load_opens_a_given_model_with_the_given_settings(tiny_llama_path):
