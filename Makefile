@@ -14,6 +14,9 @@ LLAMA_CPP_PYTHON := 0.3.36
 ifeq ($(shell uname -m),x86_64)
 export LLAMA_CPP_CFLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 endif
+# llama.cpp's RPC backend is always built in: `--rpc` spreads a model's layers over rpc-server workers.
+# A user's own CMAKE_ARGS (CUDA, Metal) are kept and added to.
+export CMAKE_ARGS := -DGGML_RPC=ON $(CMAKE_ARGS)
 # The wheel is built once per version and build flags, and cached outside the repo. pip's own cache
 # keys a wheel by version alone, so it would hand back a build made with other flags.
 LLAMA_BUILD := $(shell printf '%s' '$(CMAKE_ARGS) $(LLAMA_CPP_CFLAGS)' | sha256sum | cut -c1-12)
