@@ -10,7 +10,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 LLAMA_CPP_PYTHON := 0.3.36
 # GCC builds llama.cpp's AMX kernels so that they crash on Sapphire Rapids: the tile config they load
 # is dropped from the stack (ggml-org/llama.cpp#20824, #26954). x86 builds go without AMX; llama-bench
-# (bench/build_llama_bench.sh) is built with the same flags.
+# and rpc-server (scripts/build_llama_tool.sh) are built with the same flags.
 ifeq ($(shell uname -m),x86_64)
 export LLAMA_CPP_CFLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 endif

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import build_wide_vocab_llama  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+LLAMA_TOOL = HERE.parent / "scripts" / "build_llama_tool.sh"  # builds llama.cpp's programs, cached
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backspace"
 PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
 THREADS = 2
@@ -278,7 +279,7 @@ def cpu_name() -> str:
 
 
 def report(args) -> str:
-    llama_bench = subprocess.run(["bash", str(HERE / "build_llama_bench.sh")], capture_output=True, text=True,
+    llama_bench = subprocess.run(["bash", str(LLAMA_TOOL), "llama-bench"], capture_output=True, text=True,
                                  check=True, env={**os.environ, "PYTHON": sys.executable}).stdout.strip()
     wide = build_wide_vocab_llama(CACHE / "bench" / "wide-vocab-262k.gguf")
     models = {"SmolLM2-135M-Instruct Q4_1 (49,152 tokens)": args.smollm2,
