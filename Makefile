@@ -64,8 +64,12 @@ chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) || \
 		echo "chromium could not be installed: the browser test will be skipped"
 
+# llama.cpp's rpc-server, for the --rpc tests and benchmark: built once from the wheel's own source, cached.
+RPC_SERVER := PYTHON=$(BIN)/python CACHE_DIR=$(CACHE_DIR) bash scripts/build_llama_tool.sh ggml-rpc-server
+
 test: install-test models chromium
-	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python -m pytest
+	rpc_server=$$($(RPC_SERVER)) && \
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) BACKSPACE_RPC_SERVER=$$rpc_server $(BIN)/python -m pytest
 
 # Thousands of mutants of the built-in model through complete, chat, inspect and convert (the suite runs
 # 50); prints what it finds and keeps those files in fuzz-findings/. FUZZ_SEED picks another set.
@@ -79,9 +83,11 @@ fuzz: install-test
 chat: install
 	$(BIN)/backspace chat
 
-# Builds llama-bench (cached), then writes bench/results.md: native llama.cpp, llama-cpp-python and us.
+# Builds llama-bench and rpc-server (cached), then writes bench/results.md: native llama.cpp, llama-cpp-python
+# and us, and us through a loopback rpc-server.
 bench: install-test models
-	BACKSPACE_TEST_MODEL=$(SMOLLM2) CACHE_DIR=$(CACHE_DIR) $(BIN)/python bench/bench_perf.py
+	rpc_server=$$($(RPC_SERVER)) && \
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) BACKSPACE_RPC_SERVER=$$rpc_server CACHE_DIR=$(CACHE_DIR) $(BIN)/python bench/bench_perf.py
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_render.py
 
 clean:

@@ -46,6 +46,9 @@ SERVE_QUEUE = 64  # requests that may wait for the model; past them, 503 with Re
 SERVE_RETRY_AFTER_S = 1  # what that 503 asks: the queue moves on at every reply
 SERVE_MAX_BODY = 1 << 20  # bytes in one request body: far more than any context holds as text
 
+# --rpc: llama.cpp's RPC backend
+RPC_HANDSHAKE_SECONDS = 5.0  # for an rpc-server to answer our hello, over any network it is meant for
+
 
 def threads() -> int:
     """llama.cpp decodes fastest on physical cores; SMT siblings rarely help, so halve big counts."""

@@ -60,6 +60,20 @@ BOUNDS = {
 }
 
 
+def check_endpoint(endpoint: str) -> str:
+    """An rpc-server's HOST:PORT as llama.cpp's RPC backend reads it (split at the first colon, IPv4);
+    else ValueError, in a line."""
+    host, colon, port = endpoint.partition(":")
+    if not host or not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{endpoint!r} is not HOST:PORT (for example 192.168.1.10:50052)")
+    return endpoint
+
+
+def parse_rpc(text: str) -> tuple[str, ...]:
+    """--rpc's value, HOST:PORT[,HOST:PORT...], as llama-cli's --rpc takes it."""
+    return tuple(check_endpoint(endpoint.strip()) for endpoint in text.split(","))
+
+
 @dataclass
 class Settings:
     model: str | None = None  # a GGUF path; None means BACKSPACE_MODEL, then the built-in model
@@ -79,6 +93,7 @@ class Settings:
     max_deletes: int = defaults.MAX_DELETES
     logit_bias: list[tuple[str, float]] = field(default_factory=list)  # (TOKEN, BIAS), TOKEN an id or text
     verbose: bool = False  # let llama.cpp's own log lines through
+    rpc: tuple[str, ...] = ()  # HOST:PORT of each rpc-server that layers are offloaded to (--rpc)
 
     # The settings that chat's `/set KEY VALUE` may change, with their types.
     TUNABLE = {name: BOUNDS[name].kind for name in (
@@ -93,6 +108,11 @@ class Settings:
                     self.parse(name, value)
                 except ValueError as error:
                     raise UserError(f"{name}: {error}") from None
+        for endpoint in self.rpc:
+            try:
+                check_endpoint(endpoint)
+            except ValueError as error:
+                raise UserError(f"rpc: {error}") from None
 
     @staticmethod
     def parse(name: str, value: str | int | float) -> int | float:

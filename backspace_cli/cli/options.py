@@ -2,7 +2,7 @@
 import click
 
 from .. import defaults
-from ..settings import BOUNDS, Bounds, Settings
+from ..settings import BOUNDS, Bounds, Settings, parse_rpc
 
 
 class _Checked(click.ParamType):
@@ -55,6 +55,19 @@ def _parse_bias(context, parameter, values):
     return parsed
 
 
+def _parse_rpc(context, parameter, value):
+    try:
+        return parse_rpc(value) if value else ()
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+# Shared with `eval`: llama.cpp's RPC backend, as llama-cli's --rpc.
+RPC_OPTION = click.option(
+    "--rpc", callback=_parse_rpc, envvar="BACKSPACE_RPC", metavar="HOST:PORT[,...]",
+    help="Offload layers to these rpc-servers (llama.cpp's RPC backend; all layers unless -ngl says)"
+         " [env: BACKSPACE_RPC].")
+
 MODEL_OR = "the model's recommendation, else"
 # Shared with `eval`. Unset, each takes the model's recommended value (GGUF's general.sampling.*).
 SAMPLING_OPTIONS = [
@@ -82,7 +95,7 @@ OPTIONS = [
     click.option("-t", "--threads", type=setting_type("threads"), default=None,
                  help="CPU threads (default: physical cores)."),
     click.option("-ngl", "--gpu-layers", type=setting_type("gpu_layers"), default=None,
-                 help="Layers to offload to the GPU (default: all when llama.cpp has a GPU backend, else 0)."),
+                 help="Layers to offload to the GPU or --rpc servers (default: all when there is one, else 0)."),
     click.option("--delete-token", help="The delete token, as TEXT or ID (default: from the model)."),
     click.option("--no-delete", is_flag=True, help="Ban the delete token: plain generation, the A/B baseline."),
     click.option("--max-deletes", type=setting_type("max_deletes"), default=defaults.MAX_DELETES, show_default=True,
@@ -90,6 +103,7 @@ OPTIONS = [
     click.option("--logit-bias", multiple=True, callback=_parse_bias, metavar="TOKEN=BIAS",
                  help="Add BIAS to TOKEN's logit (an id or a token's text); repeatable."),
     click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log lines."),
+    RPC_OPTION,
 ]
 
 

@@ -10,6 +10,7 @@ import llama_cpp
 import llama_cpp._ggml
 
 from .. import defaults
+from . import rpc
 from backspace_convert.errors import UserError
 from backspace_convert.reader import ConvertError
 from backspace_convert.validate import validate
@@ -145,7 +146,10 @@ def load_model(
     n_gpu_layers: int | None = None,
     batch_size: int = defaults.BATCH_SIZE,
     verbose: bool = False,
+    rpc_servers: tuple[str, ...] = (),
 ) -> Model:
+    """Load `path`; with `rpc_servers` (HOST:PORT), layers are offloaded to those rpc-servers' devices,
+    all of them unless n_gpu_layers says otherwise."""
     path = Path(path)
     try:  # what llama.cpp would abort on, or fail on with a wall of log lines, refused with one clear line
         validate(path, missing="model file not found")
@@ -154,18 +158,22 @@ def load_model(
     LOGS.verbose = verbose
     LOGS.last_error = ""
     threads = n_threads or defaults.threads()
+    devices = rpc.devices(rpc_servers)
+    if n_gpu_layers is None:
+        n_gpu_layers = -1 if devices else default_gpu_layers()
     try:
-        llama = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=batch_size,
-            n_ubatch=batch_size,
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_gpu_layers=default_gpu_layers() if n_gpu_layers is None else n_gpu_layers,
-            flash_attn=defaults.FLASH_ATTENTION,
-            verbose=verbose,
-        )
+        with rpc.model_devices(devices):
+            llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=batch_size,
+                n_ubatch=batch_size,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=n_gpu_layers,
+                flash_attn=defaults.FLASH_ATTENTION,
+                verbose=verbose,
+            )
     except jinja2.TemplateError as error:  # llama-cpp-python compiles the model's chat template as it loads
         reason = " ".join(str(error).split())
         raise ModelError(f"the model's chat template does not parse ({reason}): {path}") from None

@@ -80,6 +80,7 @@ class Session:
             n_threads=settings.threads,
             n_gpu_layers=settings.gpu_layers,
             verbose=settings.verbose,
+            rpc_servers=settings.rpc,
         )
         self.settings = replace(settings, **unset_sampling(self.model, settings))
         self.engine = Engine(self.model)

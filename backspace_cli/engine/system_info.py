@@ -1,8 +1,10 @@
-"""What llama.cpp was built with: its backends, whether it can offload to a GPU, and the thread default."""
+"""What llama.cpp was built with: its backends, whether it can offload to a GPU or to rpc-servers (--rpc),
+and the thread default."""
 import llama_cpp
 
 from .. import __version__
 from .. import defaults
+from . import rpc
 
 
 def backends(report: str) -> list[str]:
@@ -18,6 +20,7 @@ def system_info() -> dict[str, str]:
         "llama-cpp-python": llama_cpp.__version__,
         "backends": ", ".join(names),
         "gpu offload": "yes" if llama_cpp.llama_supports_gpu_offload() else "no",
+        "rpc (--rpc)": "yes" if rpc.available() else "no (llama.cpp built without -DGGML_RPC=ON)",
         "threads (default)": str(defaults.threads()),
         "system info": report,
     }

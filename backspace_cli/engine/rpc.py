@@ -1,0 +1,119 @@
+"""llama.cpp's RPC backend: rpc-server workers as devices that a model's layers are offloaded to.
+
+llama-cpp-python has no rpc_servers argument, so this goes through ggml's backend registry, as llama-cli's
+--rpc does (common/arg.cpp): the "RPC" registration's ggml_backend_rpc_add_server entry, looked up by name,
+gives each server's devices, and the model's llama_model_params.devices lists them.
+"""
+import ctypes
+import socket
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import llama_cpp
+import llama_cpp._ggml
+
+from backspace_convert.errors import UserError
+
+from .. import defaults
+
+# The wire format of the handshake, from ggml-rpc.cpp: RPC_CMD_HELLO is fixed at 14 ("must be always 14"),
+# its request is RPC_CONN_CAPS_SIZE (24) bytes of capabilities, its reply 4 version bytes and 24 more.
+_HELLO = 14
+_CAPS_SIZE = 24
+_HELLO_REPLY_SIZE = 4 + _CAPS_SIZE
+
+_ggml = llama_cpp._ggml.libggml
+_ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+_ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+_ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+_ggml.ggml_backend_reg_dev_count.argtypes = [ctypes.c_void_p]
+_ggml.ggml_backend_reg_dev_count.restype = ctypes.c_size_t
+_ggml.ggml_backend_reg_dev_get.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_ggml.ggml_backend_reg_dev_get.restype = ctypes.c_void_p
+_ADD_SERVER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)  # ggml_backend_reg_t (*)(const char * endpoint)
+
+
+def _registration() -> int | None:
+    return _ggml.ggml_backend_reg_by_name(b"RPC")
+
+
+def available() -> bool:
+    """Whether this llama.cpp was built with the RPC backend (-DGGML_RPC=ON)."""
+    return _registration() is not None
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.partition(":")  # ggml splits at the first colon, and connects over IPv4
+    return host, int(port)
+
+
+def check_server(endpoint: str, timeout: float = defaults.RPC_HANDSHAKE_SECONDS) -> None:
+    """Say hello to `endpoint` ourselves, with a time limit, before ggml does without one: ggml aborts the
+    process on a refused connection, and waits forever on a peer that never answers (an rpc-server serves
+    one client at a time, so a busy one is such a peer). UserError in one line if it does not answer."""
+    host, port = _host_port(endpoint)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as connection:
+            connection.sendall(struct.pack("<BQ", _HELLO, _CAPS_SIZE) + bytes(_CAPS_SIZE))
+            reply = b""
+            while len(reply) < 8 + _HELLO_REPLY_SIZE:
+                chunk = connection.recv(8 + _HELLO_REPLY_SIZE - len(reply))
+                if not chunk:
+                    break
+                reply += chunk
+    except socket.timeout:
+        raise UserError(f"RPC server {endpoint} did not answer within {timeout:g} s"
+                        " (an rpc-server serves one client at a time: is another one using it?)") from None
+    except OSError as error:
+        raise UserError(f"cannot reach RPC server {endpoint}: {error.strerror or error}") from None
+    if len(reply) < 8 + _HELLO_REPLY_SIZE or struct.unpack_from("<Q", reply)[0] != _HELLO_REPLY_SIZE:
+        raise UserError(f"{endpoint} is not an rpc-server of this llama.cpp version (its handshake failed)")
+
+
+def devices(endpoints: tuple[str, ...]) -> list[int]:
+    """The devices of the rpc-servers at `endpoints`, in order, each server checked first."""
+    registration = _registration()
+    if registration is None:
+        raise UserError("--rpc: this llama.cpp was built without its RPC backend (rebuild with -DGGML_RPC=ON)")
+    address = _ggml.ggml_backend_reg_get_proc_address(registration, b"ggml_backend_rpc_add_server")
+    if not address:
+        raise UserError("--rpc: this llama.cpp's RPC backend has no ggml_backend_rpc_add_server")
+    add_server = _ADD_SERVER(address)
+    found = []
+    for endpoint in endpoints:
+        check_server(endpoint)
+        server = add_server(endpoint.encode())
+        count = _ggml.ggml_backend_reg_dev_count(server) if server else 0
+        if count == 0:
+            raise UserError(f"RPC server {endpoint} has no devices")
+        found += [_ggml.ggml_backend_reg_dev_get(server, index) for index in range(count)]
+    return found
+
+
+@contextmanager
+def model_devices(devices: list[int]) -> Iterator[None]:
+    """While llama-cpp-python's Llama loads a model, the devices it offloads to are `devices`.
+
+    Llama builds its llama_model_params itself, from llama_model_default_params(), and takes no device list:
+    for the length of the load, that function returns the defaults with `devices` filled in. llama.cpp
+    copies the list as it loads, so it need live no longer.
+    """
+    if not devices:
+        yield
+        return
+    listed = (ctypes.c_void_p * (len(devices) + 1))(*devices, None)  # NULL-terminated
+    bindings = llama_cpp.llama_cpp
+    original = bindings.llama_model_default_params
+
+    def with_devices() -> llama_cpp.llama_model_params:
+        params = original()
+        params.devices = ctypes.addressof(listed)
+        return params
+
+    bindings.llama_model_default_params = with_devices
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = original

@@ -1,0 +1,226 @@
+"""--rpc: a model's layers on llama.cpp rpc-servers on 127.0.0.1 give the same replies, deletes and logits as
+the same model run locally, and a server that is missing or dies gives one line and a non-zero exit."""
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tiny_models
+from backspace_cli.cli.main import main
+from backspace_cli.engine.engine import DeleteRules, Engine
+from backspace_cli.engine.events import Done
+from backspace_cli.engine.model import ABORT_STATUS, load_model
+from backspace_cli.engine.sampling import make_sampler
+from backspace_cli.engine.sequence import CacheSequence
+from test_invariants import DEL, PROMPT, reference_logits, scripts
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_MEMORY = 2 << 30  # bytes of address space each rpc-server may take: a part of the machine
+BACKSPACE = [sys.executable, "-m", "backspace_cli"]
+
+
+@pytest.fixture(scope="session")
+def rpc_server_binary() -> str:
+    """make test builds it (scripts/build_llama_tool.sh, cached) and names it; else the script runs here."""
+    named = os.environ.get("BACKSPACE_RPC_SERVER")
+    if named:
+        return named
+    build = subprocess.run(["bash", str(ROOT / "scripts" / "build_llama_tool.sh"), "ggml-rpc-server"],
+                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHON": sys.executable})
+    if build.returncode != 0:
+        pytest.fail(f"building ggml-rpc-server failed:\n{build.stderr[-2000:]}")
+    return build.stdout.strip()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (SERVER_MEMORY, SERVER_MEMORY))
+
+
+class RpcServer:
+    """One ggml-rpc-server on 127.0.0.1, with a memory limit, started and always stopped by a fixture."""
+
+    def __init__(self, binary: str) -> None:
+        self.port = _free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(self.port), "-t", "1"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_limit_memory)
+        deadline = time.monotonic() + 30
+        while True:  # a connection that says nothing is served, and closed, like any other client
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"ggml-rpc-server did not start on {self.endpoint}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def two_servers(rpc_server_binary):
+    servers = []
+    try:
+        servers += [RpcServer(rpc_server_binary), RpcServer(rpc_server_binary)]
+        yield [server.endpoint for server in servers]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def one_server(rpc_server_binary):
+    server = RpcServer(rpc_server_binary)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def remote_llama(tiny_llama_path, two_servers):
+    """The tiny llama with its layers split over both servers; closed while they still run, since freeing
+    a model's remote buffers is a message to its server."""
+    model = load_model(tiny_llama_path, n_ctx=512, n_threads=2, rpc_servers=tuple(two_servers))
+    yield model
+    model.llama.close()
+
+
+def _reply(model, seed: int) -> tuple[list, Done]:
+    delete = model.find_token(tiny_models.DELETE)
+    events = list(Engine(model).generate(
+        model.tokenize(PROMPT, add_bos=True), sampler=make_sampler(1.0, 0, 1.0, 0.0, seed),
+        max_tokens=60, rules=DeleteRules(token_id=delete, window=8, max_deletes=20)))
+    return events[:-1], events[-1]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_reply_with_deletes_through_rpc_is_the_local_reply(remote_llama, tiny_llama, seed):
+    remote_events, remote_done = _reply(remote_llama, seed)
+    local_events, local_done = _reply(tiny_llama, seed)
+    assert remote_events == local_events  # the same tokens and deletes, in the same order
+    assert (remote_done.text, remote_done.counts, remote_done.finish_reason) == \
+           (local_done.text, local_done.counts, local_done.finish_reason)
+
+
+def test_some_reply_through_rpc_deletes(remote_llama):
+    assert any(_reply(remote_llama, seed)[1].counts.deletes for seed in (1, 2, 3))
+
+
+def test_logits_through_rpc_are_bit_identical_to_local(remote_llama, tiny_llama):
+    logits = []
+    for model in (remote_llama, tiny_llama):
+        sequence = CacheSequence(model, batch_size=64)
+        sequence.feed(model.tokenize(PROMPT, add_bos=True))
+        logits.append(sequence.feed([40, 41, 42]).copy())
+    assert np.array_equal(*logits)
+
+
+def test_deletes_through_rpc_leave_the_cache_as_if_the_tokens_were_never_fed(remote_llama):
+    sequence = CacheSequence(remote_llama, batch_size=64)
+    prompt = remote_llama.tokenize(PROMPT, add_bos=True)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(script=scripts, probe=st.integers(min_value=4, max_value=340))
+    def check(script, probe):
+        sequence.trim(0)
+        sequence.feed(prompt)
+        kept: list[int] = []
+        for step in script:
+            if step == DEL:
+                if kept:
+                    kept.pop()
+                    sequence.trim(len(prompt) + len(kept))
+            else:
+                kept.append(step)
+                sequence.feed([step])
+        after_deletes = sequence.feed([probe]).copy()
+        assert np.array_equal(after_deletes, reference_logits(sequence, prompt, kept, probe))
+
+    check()
+
+
+def test_the_layers_go_to_both_servers(tiny_llama_path, two_servers):
+    result = subprocess.run([*BACKSPACE, "complete", "hi", "-m", str(tiny_llama_path), "-n", "3", "-v",
+                             "--rpc", ",".join(two_servers)], capture_output=True, text=True)
+    assert result.returncode == 0
+    for endpoint in two_servers:  # llama.cpp's own log names the buffers it put on each
+        assert re.search(rf"RPC\d+\[{re.escape(endpoint)}\] model buffer size", result.stderr)
+
+
+def test_an_unreachable_server_is_one_line(tiny_llama_path):
+    port = _free_port()  # nothing listens there
+    for command in (["complete", "hi"], ["chat", "hi"]):
+        result = CliRunner().invoke(main, [*command, "-m", str(tiny_llama_path), "--rpc", f"127.0.0.1:{port}"])
+        assert result.exit_code == 1
+        assert result.stderr.strip() == f"Error: cannot reach RPC server 127.0.0.1:{port}: Connection refused"
+
+
+def test_a_server_that_never_answers_is_one_line_not_a_hang(tiny_llama_path):
+    with socket.socket() as silent:  # accepts, as a busy rpc-server's backlog does, and says nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        endpoint = f"127.0.0.1:{silent.getsockname()[1]}"
+        result = CliRunner().invoke(main, ["complete", "hi", "-m", str(tiny_llama_path), "--rpc", endpoint])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: RPC server {endpoint} did not answer within")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "127.0.0.1:", ":50052", "host:port", "127.0.0.1:70000",
+                                   "127.0.0.1:50052,"])
+def test_an_endpoint_that_is_not_host_port_is_refused(tiny_llama_path, value):
+    result = CliRunner().invoke(main, ["complete", "hi", "-m", str(tiny_llama_path), "--rpc", value])
+    assert result.exit_code == 2
+    assert "is not HOST:PORT" in result.stderr
+
+
+def test_eval_and_serve_take_rpc():
+    for command in (["eval"], ["serve"], ["chat"], ["complete"]):
+        assert "--rpc HOST:PORT[,...]" in CliRunner().invoke(main, [*command, "--help"]).stdout
+
+
+def test_info_says_rpc_is_built_in():
+    lines = dict(line.split(": ", 1) for line in CliRunner().invoke(main, ["info"]).stdout.splitlines())
+    assert lines["rpc (--rpc)"] == "yes"
+
+
+def test_a_server_killed_mid_reply_is_one_line_and_a_status(smollm2_path, one_server):
+    reply = subprocess.Popen(
+        [*BACKSPACE, "complete", "Write a long story about the sea.", "-m", str(smollm2_path), "-n", "4000",
+         "-c", "4096", "--temp", "0.8", "--seed", "1", "-t", "1", "--format", "jsonl", "--rpc", one_server.endpoint],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(20):  # tokens are coming back from the server
+            assert reply.stdout.readline()
+        one_server.stop()
+        out, err = reply.communicate(timeout=60)
+    finally:
+        if reply.poll() is None:
+            reply.kill()
+            reply.wait()
+    assert reply.returncode == ABORT_STATUS
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("Error")]
+    assert line.startswith("Error: llama.cpp aborted:")
+    assert "Remote RPC server crashed" in line
