@@ -64,7 +64,7 @@ chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) || \
 		echo "chromium could not be installed: the browser test will be skipped"
 
-# llama.cpp's rpc-server, for the --rpc tests and benchmark: built once from the wheel's own source, cached.
+# llama.cpp's rpc-server, for the --rpc tests: built once from the wheel's own source, cached.
 RPC_SERVER := PYTHON=$(BIN)/python CACHE_DIR=$(CACHE_DIR) bash scripts/build_llama_tool.sh ggml-rpc-server
 
 test: install-test models chromium
@@ -86,8 +86,7 @@ chat: install
 # Builds llama-bench and rpc-server (cached), then writes bench/results.md: native llama.cpp, llama-cpp-python
 # and us, and us through a loopback rpc-server.
 bench: install-test models
-	rpc_server=$$($(RPC_SERVER)) && \
-	BACKSPACE_TEST_MODEL=$(SMOLLM2) BACKSPACE_RPC_SERVER=$$rpc_server CACHE_DIR=$(CACHE_DIR) $(BIN)/python bench/bench_perf.py
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) CACHE_DIR=$(CACHE_DIR) $(BIN)/python bench/bench_perf.py
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_render.py
 
 clean:

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -263,6 +264,81 @@ class Bench:
         return (defaults.REWIND_WINDOW + 1) * self.model.n_vocab * 4 + self.model.n_vocab * 4
 
 
+class LoopbackRpc:
+    """SmolLM2 through one rpc-server on 127.0.0.1 (every layer on it) against the same model local: the
+    decode rate, and what one delete costs when the KV cache's data lives on the server."""
+
+    def __init__(self, path: Path, tokens: int, runs: int, rpc_server: str) -> None:
+        self.tokens, self.runs = tokens, runs
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.server = subprocess.Popen([rpc_server, "-H", "127.0.0.1", "-p", str(port), "-t", str(THREADS)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.models = {"local": load_model(path, n_ctx=2048, n_threads=THREADS),
+                       "rpc": load_model(path, n_ctx=2048, n_threads=THREADS, rpc_servers=(f"127.0.0.1:{port}",))}
+
+    def close(self) -> None:
+        self.models["rpc"].llama.close()  # its buffers are freed on the server, so before the server goes
+        self.server.kill()
+        self.server.wait()
+
+    def decode(self, name: str) -> float:
+        model = self.models[name]
+        engine = Engine(model)
+        never_stop = make_logit_bias({model.llama.token_eos(): -100.0})
+        stamps = [time.perf_counter() for _ in engine.generate(
+            model.tokenize(PROMPT, add_bos=True), sampler=make_sampler(0.0, 0, 1.0, 0.0, seed=1),
+            max_tokens=self.tokens, logits_processors=[never_stop])]
+        return decode_rate(stamps[:-1])
+
+    def step_and_delete(self, name: str) -> tuple[float, float]:
+        """Median seconds of a one-token decode step, and of one delete (llama_memory_seq_rm, then the
+        saved logits restored), as step_costs measures them."""
+        model = self.models[name]
+        sequence = Engine(model).sequence
+        window = LogitsWindow(defaults.REWIND_WINDOW, model.n_vocab)
+        logits = sequence.feed(model.tokenize(PROMPT, add_bos=True))
+        steps, deletes = [], []
+        for step in range(64):
+            window.save(step, logits)
+            token = int(logits.argmax())
+            start = time.perf_counter()
+            logits = sequence.feed([token])
+            decoded = time.perf_counter()
+            sequence.trim(len(sequence.tokens) - 1)
+            window.load(step)
+            deleted = time.perf_counter()
+            logits = sequence.feed([token])
+            steps.append(decoded - start)
+            deletes.append(deleted - decoded)
+        return statistics.median(steps), statistics.median(deletes)
+
+    def lines(self) -> list[str]:
+        rates = {name: [] for name in self.models}
+        for round_number in range(self.runs + 1):  # round 0 warms up
+            for name in (list(self.models) if round_number % 2 else list(self.models)[::-1]):
+                rate = self.decode(name)
+                if round_number:
+                    rates[name].append(rate)
+        costs = {name: self.step_and_delete(name) for name in self.models}
+        local_rate = statistics.median(rates["local"])
+        lines = ["\n| SmolLM2, greedy, every layer on | decode (t/s) | against local | decode step |"
+                 " one delete | delete / step |", "|---|---|---|---|---|---|"]
+        for name, label in (("local", "this process (CPU)"), ("rpc", "one rpc-server on 127.0.0.1")):
+            step, delete = costs[name]
+            rate = statistics.median(rates[name])
+            lines.append(f"| {label} | {rate:.1f} | {rate / local_rate:.2f} | {step * 1e3:.2f} ms |"
+                         f" {delete * 1e6:.0f} µs | {delete / step:.1%} |")
+        return lines
+
+
 def help_seconds(runs: int) -> float:
     def once() -> float:
         start = time.perf_counter()
@@ -278,9 +354,14 @@ def cpu_name() -> str:
     return platform.processor()
 
 
+def llama_tool(target: str) -> str:
+    """The path of llama.cpp's program `target`, built (once, cached) from the wheel's own source."""
+    return subprocess.run(["bash", str(LLAMA_TOOL), target], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHON": sys.executable}).stdout.strip()
+
+
 def report(args) -> str:
-    llama_bench = subprocess.run(["bash", str(LLAMA_TOOL), "llama-bench"], capture_output=True, text=True,
-                                 check=True, env={**os.environ, "PYTHON": sys.executable}).stdout.strip()
+    llama_bench = llama_tool("llama-bench")
     wide = build_wide_vocab_llama(CACHE / "bench" / "wide-vocab-262k.gguf")
     models = {"SmolLM2-135M-Instruct Q4_1 (49,152 tokens)": args.smollm2,
               "synthetic llama, 262,144-token vocabulary": wide}
@@ -347,6 +428,13 @@ def report(args) -> str:
     for name, bench in benches.items():
         bias, share, rate = bench.with_deletes()
         out(f"| {name} | {bias:+.2f} | {share:.1%} | {rate:.1f} |")
+    out(f"\nThrough llama.cpp's RPC backend ({args.tokens} tokens, medians of {args.runs} alternating rounds;"
+        f" the server has {THREADS} threads):")
+    loopback = LoopbackRpc(args.smollm2, args.tokens, args.runs, llama_tool("ggml-rpc-server"))
+    try:
+        lines += loopback.lines()
+    finally:
+        loopback.close()
     out("\n| model | the rewind window's saved logits | model resident memory |")
     out("|---|---|---|")
     for name, bench in benches.items():
