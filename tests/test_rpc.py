@@ -1,5 +1,6 @@
 """--rpc: a model's layers on llama.cpp rpc-servers on 127.0.0.1 give the same replies, deletes and logits as
 the same model run locally, and a server that is missing or dies gives one line and a non-zero exit."""
+import json
 import os
 import re
 import resource
@@ -7,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,15 +80,23 @@ class RpcServer:
         self.process.wait()
 
 
+@contextmanager
+def servers(binary: str, count: int) -> Iterator[list[str]]:
+    started = []
+    try:
+        for _ in range(count):
+            started.append(RpcServer(binary))
+        yield [server.endpoint for server in started]
+    finally:
+        for server in started:
+            server.stop()
+
+
 @pytest.fixture(scope="module")
 def two_servers(rpc_server_binary):
-    servers = []
-    try:
-        servers += [RpcServer(rpc_server_binary), RpcServer(rpc_server_binary)]
-        yield [server.endpoint for server in servers]
-    finally:
-        for server in servers:
-            server.stop()
+    """Two servers for remote_llama, which keeps them busy: an rpc-server serves one client at a time."""
+    with servers(rpc_server_binary, 2) as endpoints:
+        yield endpoints
 
 
 @pytest.fixture
@@ -160,11 +171,12 @@ def test_deletes_through_rpc_leave_the_cache_as_if_the_tokens_were_never_fed(rem
     check()
 
 
-def test_the_layers_go_to_both_servers(tiny_llama_path, two_servers):
-    result = subprocess.run([*BACKSPACE, "complete", "hi", "-m", str(tiny_llama_path), "-n", "3", "-v",
-                             "--rpc", ",".join(two_servers)], capture_output=True, text=True)
+def test_the_layers_go_to_both_servers(tiny_llama_path, rpc_server_binary):
+    with servers(rpc_server_binary, 2) as endpoints:
+        result = subprocess.run([*BACKSPACE, "complete", "hi", "-m", str(tiny_llama_path), "-n", "3", "-v",
+                                 "--rpc", ",".join(endpoints)], capture_output=True, text=True)
     assert result.returncode == 0
-    for endpoint in two_servers:  # llama.cpp's own log names the buffers it put on each
+    for endpoint in endpoints:  # llama.cpp's own log names the buffers it put on each
         assert re.search(rf"RPC\d+\[{re.escape(endpoint)}\] model buffer size", result.stderr)
 
 
@@ -176,12 +188,9 @@ def test_an_unreachable_server_is_one_line(tiny_llama_path):
         assert result.stderr.strip() == f"Error: cannot reach RPC server 127.0.0.1:{port}: Connection refused"
 
 
-def test_a_server_that_never_answers_is_one_line_not_a_hang(tiny_llama_path):
-    with socket.socket() as silent:  # accepts, as a busy rpc-server's backlog does, and says nothing
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        endpoint = f"127.0.0.1:{silent.getsockname()[1]}"
-        result = CliRunner().invoke(main, ["complete", "hi", "-m", str(tiny_llama_path), "--rpc", endpoint])
+def test_a_busy_server_is_one_line_not_a_hang(tiny_llama_path, remote_llama, two_servers):
+    endpoint = two_servers[0]  # serving remote_llama: an rpc-server takes one client at a time
+    result = CliRunner().invoke(main, ["complete", "hi", "-m", str(tiny_llama_path), "--rpc", endpoint])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: RPC server {endpoint} did not answer within")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -224,3 +233,31 @@ def test_a_server_killed_mid_reply_is_one_line_and_a_status(smollm2_path, one_se
     (line,) = [line for line in err.splitlines() if line.startswith("Error")]
     assert line.startswith("Error: llama.cpp aborted:")
     assert "Remote RPC server crashed" in line
+
+
+def test_chat_keeps_its_conversation_when_the_server_dies_mid_reply(smollm2_path, one_server, tmp_path):
+    from terminal import Terminal
+
+    command = [*BACKSPACE, "chat", "-m", str(smollm2_path), "-n", "8", "--seed", "1", "-t", "1",
+               "--rpc", one_server.endpoint]
+    terminal = Terminal(command, env={"XDG_STATE_HOME": str(tmp_path)})
+    try:
+        terminal.wait_for(r"(?m)^>>>$")
+        terminal.type("Say hello.")
+        terminal.press("Enter")
+        terminal.wait_for(r"reply \d+ tok")
+        terminal.type("/set max_tokens 4000")
+        terminal.press("Enter")
+        terminal.type("Tell me a very long story about the sea.")
+        terminal.press("Enter")
+        terminal.wait_for(r"sea\.\n(\S+\s+){6}")  # the reply is streaming from the server
+        one_server.stop()
+        terminal.wait_for(f"EXIT:{ABORT_STATUS}")
+        screen = terminal.screen().replace("\n", "")  # the one line, unwrapped
+    finally:
+        terminal.close()
+    assert "Traceback" not in screen
+    assert re.search(r"Error: llama\.cpp aborted: .*Remote RPC server crashed.*; the conversation so far is saved in",
+                     screen)
+    record = json.loads((tmp_path / "backspace" / "aborted-chat.json").read_text())
+    assert record["exchanges"][0]["user"] == "Say hello."

@@ -124,10 +124,8 @@ def regenerate(chat: ChatControls, argument: str) -> None:
     chat.turn(exchange.user)
 
 
-def save(chat: ChatControls, argument: str) -> None:
-    if not argument:
-        raise UserError("/save FILE")
-    path = Path(argument).expanduser()
+def write_transcript(chat: ChatControls, path: Path) -> None:
+    """The chat as JSON, every delete included: what /save writes."""
     record = {
         "model": str(chat.model.path),
         "delete_token": chat.delete_token.text if chat.delete_token else None,
@@ -136,6 +134,13 @@ def save(chat: ChatControls, argument: str) -> None:
     }
     with atomic_output(path, force=True) as temporary:
         temporary.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def save(chat: ChatControls, argument: str) -> None:
+    if not argument:
+        raise UserError("/save FILE")
+    path = Path(argument).expanduser()
+    write_transcript(chat, path)
     chat.print(f"[dim]Saved {len(chat.conversation.exchanges)} exchanges to {path}.[/dim]")
 
 

@@ -3,7 +3,7 @@ from rich.console import Console
 from rich.prompt import Confirm
 
 from .chat import Chat, MessageTooLong
-from .commands import ExitChat, run_command
+from .commands import ExitChat, run_command, write_transcript
 from .conversation import Conversation, Exchange
 from .line_input import ChatInput, history_path
 from backspace_convert.errors import UserError
@@ -11,7 +11,7 @@ from backspace_convert.keys import DeleteToken
 from ..engine.chat_template import ChatTemplate, TemplateError
 from ..engine.events import Done
 from ..render.renderers import LiveRenderer, format_stats, render_reply
-from ..engine.model import Model
+from ..engine.model import ABORTS, Model
 from ..engine.session import Session
 from ..settings import Settings
 
@@ -106,6 +106,13 @@ def run_chat(settings: Settings, system: str | None, trace: bool) -> None:
     with console.status("Loading the model…"):
         session = Session(settings)
     repl = Repl(console, Chat(session, system), trace, ChatInput(history_path()))
+
+    def keep_conversation() -> str:  # llama.cpp is ending the process (say, an rpc-server died mid-reply)
+        path = history_path().parent / "aborted-chat.json"
+        write_transcript(repl, path)
+        return f"the conversation so far is saved in {path}"
+
+    ABORTS.last_words = keep_conversation
     repl.banner()
     repl.loop()
 

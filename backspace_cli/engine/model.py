@@ -3,6 +3,7 @@ import ctypes
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
@@ -58,14 +59,20 @@ class _AbortReport:
         ggml.ggml_set_abort_callback.argtypes = [signature]
         ggml.ggml_set_abort_callback.restype = ctypes.c_void_p
         ggml.ggml_set_abort_callback(self.callback)
+        # Said after the reason, as the process ends: chat saves its conversation there (an rpc-server
+        # that dies mid-reply ends the process from ggml's own thread, so nothing else can keep it).
+        self.last_words: Callable[[], str] | None = None
 
     def _abort(self, message: bytes) -> None:
         reason = message.decode("utf-8", errors="replace").strip().replace("\n", " ")
         reason = re.sub(r"^\S*/(?=[^/\s]+:\d+: )", "", reason)  # the build directory says nothing to a user
         try:
             sys.stdout.flush()
+            if self.last_words is not None:
+                reason += f"; {self.last_words()}"
         finally:
-            os.write(self.stderr, f"Error: llama.cpp aborted: {reason}\n".encode())
+            fresh_line = "\n" if os.isatty(self.stderr) else ""  # a reply may have been cut off mid-line
+            os.write(self.stderr, f"{fresh_line}Error: llama.cpp aborted: {reason}\n".encode())
             os._exit(ABORT_STATUS)
 
 
