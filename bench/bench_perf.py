@@ -107,6 +107,37 @@ def bracketed(runs: int, reference, measures: dict) -> Bracketed:
     return Bracketed(references, values, relatives)
 
 
+def step_costs(model, sequence, prompt: list[int]) -> dict:
+    """Median seconds of a decode step; of saving its logits into the rewind window; of sampling
+    (the default sampler and processors); and of a delete within the window (llama_memory_seq_rm,
+    then the saved logits restored)."""
+    window = LogitsWindow(defaults.REWIND_WINDOW, model.n_vocab)
+    settings = SAMPLERS["default"]
+    sampler = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=1)
+    processors = make_logits_processors(defaults.REPEAT_PENALTY, defaults.REPEAT_LAST_N, {})
+    sequence.trim(0)
+    logits = sequence.feed(prompt)
+    costs = {"decode": [], "save": [], "sample": [], "delete": []}
+    for step in range(64):
+        start = time.perf_counter()
+        window.save(step, logits)
+        saved = time.perf_counter()
+        for process in processors:
+            logits = process(sequence.tokens, logits)
+        token = sampler(logits)
+        sampled = time.perf_counter()
+        logits = sequence.feed([token])
+        decoded = time.perf_counter()
+        sequence.trim(len(sequence.tokens) - 1)
+        window.load(step)
+        deleted = time.perf_counter()
+        logits = sequence.feed([token])
+        for name, seconds in (("save", saved - start), ("sample", sampled - saved), ("decode", decoded - sampled),
+                              ("delete", deleted - decoded)):
+            costs[name].append(seconds)
+    return {name: statistics.median(values) for name, values in costs.items()}
+
+
 class Bench:
     def __init__(self, path: Path, tokens: int, runs: int, llama_bench_binary: str) -> None:
         self.path, self.tokens, self.runs = path, tokens, runs
@@ -204,35 +235,7 @@ class Bench:
         return PREFILL_TOKENS / (time.perf_counter() - start)
 
     def step_costs(self) -> dict:
-        """Median seconds of a decode step; of saving its logits into the rewind window; of sampling
-        (the default sampler and processors); and of a delete within the window (llama_memory_seq_rm,
-        then the saved logits restored)."""
-        sequence, n_vocab = self.engine.sequence, self.model.n_vocab
-        window = LogitsWindow(defaults.REWIND_WINDOW, n_vocab)
-        settings = SAMPLERS["default"]
-        sampler = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=1)
-        processors = make_logits_processors(defaults.REPEAT_PENALTY, defaults.REPEAT_LAST_N, {})
-        sequence.trim(0)
-        logits = sequence.feed(self.prompt)
-        costs = {"decode": [], "save": [], "sample": [], "delete": []}
-        for step in range(64):
-            start = time.perf_counter()
-            window.save(step, logits)
-            saved = time.perf_counter()
-            for process in processors:
-                logits = process(sequence.tokens, logits)
-            token = sampler(logits)
-            sampled = time.perf_counter()
-            logits = sequence.feed([token])
-            decoded = time.perf_counter()
-            sequence.trim(len(sequence.tokens) - 1)
-            window.load(step)
-            deleted = time.perf_counter()
-            logits = sequence.feed([token])
-            for name, seconds in (("save", saved - start), ("sample", sampled - saved), ("decode", decoded - sampled),
-                                  ("delete", deleted - decoded)):
-                costs[name].append(seconds)
-        return {name: statistics.median(values) for name, values in costs.items()}
+        return step_costs(self.model, self.engine.sequence, self.prompt)
 
     def with_deletes(self, target: float = 0.10) -> tuple[float, float, float]:
         """Effective tokens per second when a bias on the delete token makes about 10% of steps
@@ -298,28 +301,6 @@ class LoopbackRpc:
             max_tokens=self.tokens, logits_processors=[never_stop])]
         return decode_rate(stamps[:-1])
 
-    def step_and_delete(self, name: str) -> tuple[float, float]:
-        """Median seconds of a one-token decode step, and of one delete (llama_memory_seq_rm, then the
-        saved logits restored), as step_costs measures them."""
-        model = self.models[name]
-        sequence = Engine(model).sequence
-        window = LogitsWindow(defaults.REWIND_WINDOW, model.n_vocab)
-        logits = sequence.feed(model.tokenize(PROMPT, add_bos=True))
-        steps, deletes = [], []
-        for step in range(64):
-            window.save(step, logits)
-            token = int(logits.argmax())
-            start = time.perf_counter()
-            logits = sequence.feed([token])
-            decoded = time.perf_counter()
-            sequence.trim(len(sequence.tokens) - 1)
-            window.load(step)
-            deleted = time.perf_counter()
-            logits = sequence.feed([token])
-            steps.append(decoded - start)
-            deletes.append(deleted - decoded)
-        return statistics.median(steps), statistics.median(deletes)
-
     def lines(self) -> list[str]:
         rates = {name: [] for name in self.models}
         for round_number in range(self.runs + 1):  # round 0 warms up
@@ -327,12 +308,13 @@ class LoopbackRpc:
                 rate = self.decode(name)
                 if round_number:
                     rates[name].append(rate)
-        costs = {name: self.step_and_delete(name) for name in self.models}
+        costs = {name: step_costs(model, Engine(model).sequence, model.tokenize(PROMPT, add_bos=True))
+                 for name, model in self.models.items()}
         local_rate = statistics.median(rates["local"])
         lines = ["\n| SmolLM2, greedy, every layer on | decode (t/s) | against local | decode step |"
                  " one delete | delete / step |", "|---|---|---|---|---|---|"]
         for name, label in (("local", "this process (CPU)"), ("rpc", "one rpc-server on 127.0.0.1")):
-            step, delete = costs[name]
+            step, delete = costs[name]["decode"], costs[name]["delete"]
             rate = statistics.median(rates[name])
             lines.append(f"| {label} | {rate:.1f} | {rate / local_rate:.2f} | {step * 1e3:.2f} ms |"
                          f" {delete * 1e6:.0f} µs | {delete / step:.1%} |")

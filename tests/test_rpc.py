@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import tiny_models
 from backspace_cli.cli.main import main
@@ -25,7 +23,8 @@ from backspace_cli.engine.events import Done
 from backspace_cli.engine.model import ABORT_STATUS, load_model
 from backspace_cli.engine.sampling import make_sampler
 from backspace_cli.engine.sequence import CacheSequence
-from test_invariants import DEL, PROMPT, reference_logits, scripts
+import test_invariants
+from test_invariants import PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_MEMORY = 2 << 30  # bytes of address space each rpc-server may take: a part of the machine
@@ -147,28 +146,9 @@ def test_logits_through_rpc_are_bit_identical_to_local(remote_llama, tiny_llama)
     assert np.array_equal(*logits)
 
 
-def test_deletes_through_rpc_leave_the_cache_as_if_the_tokens_were_never_fed(remote_llama):
-    sequence = CacheSequence(remote_llama, batch_size=64)
-    prompt = remote_llama.tokenize(PROMPT, add_bos=True)
-
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(script=scripts, probe=st.integers(min_value=4, max_value=340))
-    def check(script, probe):
-        sequence.trim(0)
-        sequence.feed(prompt)
-        kept: list[int] = []
-        for step in script:
-            if step == DEL:
-                if kept:
-                    kept.pop()
-                    sequence.trim(len(prompt) + len(kept))
-            else:
-                kept.append(step)
-                sequence.feed([step])
-        after_deletes = sequence.feed([probe]).copy()
-        assert np.array_equal(after_deletes, reference_logits(sequence, prompt, kept, probe))
-
-    check()
+def test_deletes_through_rpc_leave_the_cache_as_if_the_tokens_were_never_fed(remote_llama, request):
+    # The local models' property (random scripts of appends and deletes), on the model behind RPC.
+    test_invariants.test_sequence_trim_leaves_the_cache_as_if_the_tokens_were_never_fed("remote_llama", request)
 
 
 def test_the_layers_go_to_both_servers(tiny_llama_path, rpc_server_binary):
