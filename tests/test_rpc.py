@@ -111,7 +111,7 @@ def one_server(rpc_server_binary):
 def remote_llama(tiny_llama_path, two_servers):
     """The tiny llama with its layers split over both servers; closed while they still run, since freeing
     a model's remote buffers is a message to its server."""
-    model = load_model(tiny_llama_path, n_ctx=512, n_threads=2, rpc_servers=tuple(two_servers))
+    model = load_model(tiny_llama_path, n_ctx=512, n_threads=1, rpc_servers=tuple(two_servers))
     yield model
     model.llama.close()
 
