@@ -241,3 +241,38 @@ def test_chat_keeps_its_conversation_when_the_server_dies_mid_reply(smollm2_path
                      screen)
     record = json.loads((tmp_path / "backspace" / "aborted-chat.json").read_text())
     assert record["exchanges"][0]["user"] == "Say hello."
+
+
+def test_serve_through_rpc_answers_as_locally_and_ends_in_one_line_when_its_server_dies(tiny_llama_path, one_server):
+    from serve_client import running_server
+
+    body = {"prompt": PROMPT, "max_tokens": 40, "temperature": 1.0, "seed": 5}
+    with running_server("-m", str(tiny_llama_path), "-t", "1") as local:
+        expected = local.post("/v1/completions", body)[2]["choices"][0]["text"]
+    with running_server("-m", str(tiny_llama_path), "-t", "1", "--rpc", one_server.endpoint) as remote:
+        status, _, answer = remote.post("/v1/completions", body)
+        assert (status, answer["choices"][0]["text"]) == (200, expected)
+        one_server.stop()
+        with pytest.raises(OSError):  # the server process ends while it answers
+            remote.post("/v1/completions", body)
+        remote.process.wait(timeout=30)
+        log = remote.output()
+    assert remote.process.returncode == ABORT_STATUS
+    assert "Traceback" not in log
+    (line,) = [line for line in log.splitlines() if line.startswith("Error")]
+    assert line.startswith("Error: llama.cpp aborted:") and "Remote RPC server crashed" in line
+
+
+def test_eval_through_rpc_scores_as_locally(tiny_llama_path, one_server, tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"prompt": f"the water {n}", "answer": "is"}) + "\n" for n in range(3)))
+
+    def outcomes(*rpc: str) -> list:
+        command = [*BACKSPACE, "eval", str(tasks), "-m", str(tiny_llama_path), "-n", "8", "--raw", "-t", "1",
+                   "--answers", str(tmp_path / "answers.jsonl"), *rpc]
+        assert subprocess.run(command, capture_output=True).returncode == 0
+        return [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+
+    remote = outcomes("--rpc", one_server.endpoint)
+    assert len(remote) == 6  # each task, with deletes and without
+    assert remote == outcomes()
