@@ -57,6 +57,7 @@ BOUNDS = {
     "threads": Bounds(int, 1),
     "gpu_layers": Bounds(int),
     "max_deletes": Bounds(int, 0),
+    "rpc_timeout": Bounds(float, 0),
 }
 
 
@@ -94,6 +95,7 @@ class Settings:
     logit_bias: list[tuple[str, float]] = field(default_factory=list)  # (TOKEN, BIAS), TOKEN an id or text
     verbose: bool = False  # let llama.cpp's own log lines through
     rpc: tuple[str, ...] = ()  # HOST:PORT of each rpc-server that layers are offloaded to (--rpc)
+    rpc_timeout: float = defaults.RPC_TIMEOUT_SECONDS  # a server silent this long is gone; 0 waits forever
 
     # The settings that chat's `/set KEY VALUE` may change, with their types.
     TUNABLE = {name: BOUNDS[name].kind for name in (

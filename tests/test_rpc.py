@@ -4,6 +4,7 @@ import json
 import os
 import re
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -213,6 +214,25 @@ def test_a_server_killed_mid_reply_is_one_line_and_a_status(smollm2_path, one_se
     (line,) = [line for line in err.splitlines() if line.startswith("Error")]
     assert line.startswith("Error: llama.cpp aborted:")
     assert "Remote RPC server crashed" in line
+
+
+def test_a_server_that_stops_answering_mid_reply_is_one_line_after_the_timeout(smollm2_path, one_server):
+    reply = subprocess.Popen(
+        [*BACKSPACE, "complete", "Write a long story about the sea.", "-m", str(smollm2_path), "-n", "4000",
+         "-c", "4096", "--seed", "1", "-t", "1", "--format", "jsonl", "--rpc", one_server.endpoint,
+         "--rpc-timeout", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(20):
+            assert reply.stdout.readline()
+        one_server.process.send_signal(signal.SIGSTOP)  # its connection stays open: only silence tells
+        out, err = reply.communicate(timeout=60)
+    finally:
+        if reply.poll() is None:
+            reply.kill()
+            reply.wait()
+    assert reply.returncode == ABORT_STATUS
+    (line,) = [line for line in err.splitlines() if line.startswith("Error")]
+    assert line.startswith("Error: llama.cpp aborted:") and "Remote RPC server" in line
 
 
 def test_chat_keeps_its_conversation_when_the_server_dies_mid_reply(smollm2_path, one_server, tmp_path):

@@ -8,7 +8,7 @@ from backspace_convert.atomic import output_stream
 
 from .. import defaults
 from .friendly import friendly_errors
-from .options import RPC_OPTION, sampling_options, setting_type, settings_from
+from .options import rpc_options, sampling_options, setting_type, settings_from
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -106,7 +106,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("-t", "--threads", type=setting_type("threads"), default=None, help="CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
-@RPC_OPTION
+@rpc_options
 @friendly_errors()
 def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the

@@ -63,10 +63,14 @@ def _parse_rpc(context, parameter, value):
 
 
 # Shared with `eval`: llama.cpp's RPC backend, as llama-cli's --rpc.
-RPC_OPTION = click.option(
-    "--rpc", callback=_parse_rpc, envvar="BACKSPACE_RPC", metavar="HOST:PORT[,...]",
-    help="Offload layers to these rpc-servers (llama.cpp's RPC backend; all layers unless -ngl says)"
-         " [env: BACKSPACE_RPC].")
+RPC_OPTIONS = [
+    click.option("--rpc", callback=_parse_rpc, envvar="BACKSPACE_RPC", metavar="HOST:PORT[,...]",
+                 help="Offload layers to these rpc-servers (llama.cpp's RPC backend; all layers unless -ngl says)"
+                      " [env: BACKSPACE_RPC]."),
+    click.option("--rpc-timeout", type=setting_type("rpc_timeout"), default=defaults.RPC_TIMEOUT_SECONDS,
+                 show_default=True, metavar="SECONDS",
+                 help="Mid-reply, an rpc-server silent this long is taken as gone; 0 waits forever."),
+]
 
 MODEL_OR = "the model's recommendation, else"
 # Shared with `eval`. Unset, each takes the model's recommended value (GGUF's general.sampling.*).
@@ -103,7 +107,7 @@ OPTIONS = [
     click.option("--logit-bias", multiple=True, callback=_parse_bias, metavar="TOKEN=BIAS",
                  help="Add BIAS to TOKEN's logit (an id or a token's text); repeatable."),
     click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log lines."),
-    RPC_OPTION,
+    *RPC_OPTIONS,
 ]
 
 
@@ -120,6 +124,7 @@ def _stacked(options: list):
 
 engine_options = _stacked(OPTIONS)
 sampling_options = _stacked(SAMPLING_OPTIONS)
+rpc_options = _stacked(RPC_OPTIONS)
 
 
 def settings_from(options: dict) -> Settings:

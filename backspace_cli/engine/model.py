@@ -154,9 +154,11 @@ def load_model(
     batch_size: int = defaults.BATCH_SIZE,
     verbose: bool = False,
     rpc_servers: tuple[str, ...] = (),
+    rpc_timeout: float = defaults.RPC_TIMEOUT_SECONDS,
 ) -> Model:
     """Load `path`; with `rpc_servers` (HOST:PORT), layers are offloaded to those rpc-servers' devices,
-    all of them unless n_gpu_layers says otherwise."""
+    all of them unless n_gpu_layers says otherwise, and a server silent for `rpc_timeout` seconds
+    mid-reply ends the process in one line (0: llama.cpp waits forever)."""
     path = Path(path)
     try:  # what llama.cpp would abort on, or fail on with a wall of log lines, refused with one clear line
         validate(path, missing="model file not found")
@@ -187,4 +189,6 @@ def load_model(
     except (ValueError, RuntimeError) as error:
         reason = LOGS.last_error or str(error)
         raise ModelError(f"llama.cpp could not load {path}: {reason}") from None
+    if rpc_servers and rpc_timeout:
+        rpc.limit_silence(rpc_servers, rpc_timeout)
     return Model(llama, path)

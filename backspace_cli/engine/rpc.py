@@ -5,6 +5,7 @@ llama-cpp-python has no rpc_servers argument, so this goes through ggml's backen
 gives each server's devices, and the model's llama_model_params.devices lists them.
 """
 import ctypes
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -90,6 +91,31 @@ def devices(endpoints: tuple[str, ...]) -> list[int]:
             raise UserError(f"RPC server {endpoint} has no devices")
         found += [_ggml.ggml_backend_reg_dev_get(server, index) for index in range(count)]
     return found
+
+
+def limit_silence(endpoints: tuple[str, ...], seconds: float) -> None:
+    """Give ggml's connections to `endpoints` a time limit on each send and receive. ggml waits on a
+    server without one, so a stopped server, or a machine gone from the network, would hang the reply
+    for ever; past the limit, ggml's receive fails, and it aborts as on a server that died (one line).
+
+    ggml keeps one connection per server for as long as a model uses it; it is found among this
+    process's open sockets by its peer's address.
+    """
+    peers = {(socket.gethostbyname(host), port) for host, port in map(_host_port, endpoints)}
+    limit = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))  # struct timeval
+    for name in os.listdir("/dev/fd"):
+        try:
+            connection = socket.socket(fileno=os.dup(int(name)))  # a duplicate: closing it leaves ggml's
+        except OSError:  # not a socket, or the directory's own descriptor, gone by now
+            continue
+        with connection:
+            try:
+                peer = connection.getpeername() if connection.family == socket.AF_INET else None
+            except OSError:
+                continue
+            if peer in peers:
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
 
 
 @contextmanager

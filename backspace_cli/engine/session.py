@@ -81,6 +81,7 @@ class Session:
             n_gpu_layers=settings.gpu_layers,
             verbose=settings.verbose,
             rpc_servers=settings.rpc,
+            rpc_timeout=settings.rpc_timeout,
         )
         self.settings = replace(settings, **unset_sampling(self.model, settings))
         self.engine = Engine(self.model)
