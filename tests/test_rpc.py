@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -175,6 +176,25 @@ def test_a_busy_server_is_one_line_not_a_hang(tiny_llama_path, remote_llama, two
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: RPC server {endpoint} did not answer within")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_peer_that_is_not_an_rpc_server_is_one_line(tiny_llama_path):
+    with socket.socket() as other:  # reads our hello and answers as some other service might
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        endpoint = f"127.0.0.1:{other.getsockname()[1]}"
+
+        def answer() -> None:
+            connection, _ = other.accept()
+            with connection:
+                connection.recv(64)
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        threading.Thread(target=answer, daemon=True).start()
+        result = CliRunner().invoke(main, ["complete", "hi", "-m", str(tiny_llama_path), "--rpc", endpoint])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == \
+           f"Error: {endpoint} is not an rpc-server of this llama.cpp version (its handshake failed)"
 
 
 @pytest.mark.parametrize("value", ["127.0.0.1", "127.0.0.1:", ":50052", "host:port", "127.0.0.1:70000",
