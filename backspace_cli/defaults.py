@@ -22,6 +22,10 @@ FLASH_ATTENTION = True
 # is (window + 2) * n_vocab * 4 bytes (engine.LogitsWindow): 34 * 49,152 * 4 = 6.4 MiB for SmolLM2,
 # 34 * 262,144 * 4 = 34 MiB for a Gemma-3-sized vocabulary.
 REWIND_WINDOW = 32
+# A recurrent or hybrid model keeps a snapshot of its recurrent state after each position in the window,
+# so that a delete restores one instead of replaying the reply (engine.state_snapshots): memory is
+# (window + 1) * the state's size, and at most this much; positions beyond it are replayed.
+STATE_SNAPSHOT_BYTES = 256 << 20
 MAX_DELETES = 64  # deletes in one reply; reaching it ends the reply (finish reason "delete_budget")
 MAX_DELETES_PER_POSITION = 4  # then the token at that position is kept: the delete is banned after it
 

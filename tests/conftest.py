@@ -36,6 +36,11 @@ def tiny_mamba_path(model_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_lfm2_path(model_dir) -> Path:
+    return tiny_models.build_lfm2(model_dir / "tiny-lfm2.gguf")
+
+
+@pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     path = Path(os.environ.get("BACKSPACE_TEST_MODEL", SMOLLM2_DEFAULT))
     if not path.is_file():
@@ -60,6 +65,11 @@ def tiny_gemma3(tiny_gemma3_path) -> Model:
 @pytest.fixture(scope="session")
 def tiny_mamba(tiny_mamba_path) -> Model:
     return _load(tiny_mamba_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_lfm2(tiny_lfm2_path) -> Model:
+    return _load(tiny_lfm2_path)
 
 
 @pytest.fixture(scope="session")

@@ -274,13 +274,13 @@ def test_a_second_reply_reuses_the_cached_prompt(tiny_llama):
     assert first.text == second.text
 
 
-def test_a_recurrent_model_cannot_trim_its_cache_so_the_engine_rebuilds_it(tiny_mamba, tiny_llama):
+def test_a_recurrent_model_cannot_trim_its_cache_so_the_engine_restores_a_snapshot(tiny_mamba, tiny_llama):
     a, b = ids(tiny_mamba, "ab")
     _, mamba_done, _, mamba_engine = run(tiny_mamba, [a, DEL, b])
     _, llama_done, _, llama_engine = run(tiny_llama, [a, DEL, b])
     assert (mamba_done.text, llama_done.text) == ("b", "b")
-    assert mamba_engine.sequence.rebuilds == 1  # llama_memory_seq_rm said False
-    assert llama_engine.sequence.rebuilds == 0  # an attention cache trims in place
+    assert (mamba_engine.sequence.restores, mamba_engine.sequence.rebuilds) == (1, 0)  # no replay
+    assert (llama_engine.sequence.restores, llama_engine.sequence.rebuilds) == (0, 0)  # trimmed in place
 
 
 MARKER = "XYZ"  # three single-character tokens in the tiny vocabulary

@@ -1,4 +1,5 @@
-"""Tiny random-weight GGUF models for the tests, written with gguf.GGUFWriter: a llama and a Mamba."""
+"""Tiny random-weight GGUF models for the tests, written with gguf.GGUFWriter: a llama, a Gemma 3, a Mamba
+and an LFM2 hybrid."""
 from pathlib import Path
 
 import gguf
@@ -173,6 +174,50 @@ def build_mamba(path: Path, *, n_embd: int = 64, n_layer: int = 2, seed: int = 0
         writer.add_tensor(f"blk.{i}.ssm_a", -np.exp(weight(d_inner, d_state, scale=0.5)))
         writer.add_tensor(f"blk.{i}.ssm_d", np.ones(d_inner, dtype=np.float32))
         writer.add_tensor(f"blk.{i}.ssm_out.weight", weight(n_embd, d_inner))
+    write(writer)
+    return path
+
+
+def build_lfm2(path: Path, *, n_embd: int = 64, layers: str = "cacc", seed: int = 0) -> Path:
+    """A hybrid: LFM2's short-convolution layers ("c", recurrent state) and attention layers ("a"), an
+    architecture whose recurrent state llama.cpp can roll back (llm_arch_supports_rs_rollback)."""
+    rng = np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(path), "lfm2")
+    n_vocab = _tokenizer(writer, DELETE, CHAT_TEMPLATE)
+    n_head, n_head_kv, n_ff, l_cache = 4, 2, 2 * n_embd, 3
+    head_dim = n_embd // n_head
+    writer.add_context_length(1024)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(len(layers))
+    writer.add_feed_forward_length(n_ff)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv([n_head_kv if kind == "a" else 0 for kind in layers])  # 0: a recurrent layer
+    writer.add_shortconv_l_cache(l_cache)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_vocab_size(n_vocab)
+
+    def weight(*shape: int, scale: float = 0.2) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    writer.add_tensor("token_embd.weight", weight(n_vocab, n_embd, scale=1.0))  # tied: no output.weight
+    writer.add_tensor("token_embd_norm.weight", np.ones(n_embd, dtype=np.float32))  # LFM2's output norm
+    for i, kind in enumerate(layers):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", weight(n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", weight(n_ff, n_embd))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", weight(n_embd, n_ff))
+        if kind == "a":
+            writer.add_tensor(f"blk.{i}.attn_q_norm.weight", np.ones(head_dim, dtype=np.float32))
+            writer.add_tensor(f"blk.{i}.attn_k_norm.weight", np.ones(head_dim, dtype=np.float32))
+            writer.add_tensor(f"blk.{i}.attn_q.weight", weight(n_embd, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_k.weight", weight(n_head_kv * head_dim, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_v.weight", weight(n_head_kv * head_dim, n_embd))
+            writer.add_tensor(f"blk.{i}.attn_output.weight", weight(n_embd, n_embd))
+        else:
+            writer.add_tensor(f"blk.{i}.shortconv.conv.weight", weight(n_embd, l_cache, scale=0.5))
+            writer.add_tensor(f"blk.{i}.shortconv.in_proj.weight", weight(3 * n_embd, n_embd))
+            writer.add_tensor(f"blk.{i}.shortconv.out_proj.weight", weight(n_embd, n_embd))
     write(writer)
     return path
 

@@ -4,7 +4,9 @@ import ctypes
 import llama_cpp
 import numpy as np
 
+from .. import defaults
 from .model import Model
+from .state_snapshots import StateSnapshots, has_recurrent_state
 
 SEQ_ID = 0
 
@@ -17,20 +19,28 @@ class CacheSequence:
     """Feeds tokens to llama.cpp and trims them off again, so that `tokens` always mirrors the cache.
 
     Attention caches trim in place (`llama_memory_seq_rm`). Recurrent and hybrid models cannot drop a
-    suffix (the call returns False), so the sequence is rebuilt by replaying the same decode calls
-    that built it: the same batches give the same state, bit for bit.
+    suffix of their recurrent state (the call returns False): it is restored from a snapshot kept after
+    each of the newest `rewind` decode calls, and the attention part, if any, trims in place. Beyond
+    them, the sequence is rebuilt by replaying the same decode calls that built it: the same batches
+    give the same state, bit for bit.
+
+    A trim updates `tokens` at once and cuts the cache at the next decode: deletes in a row, which
+    decode nothing, cost one cut.
     """
 
-    def __init__(self, model: Model, batch_size: int) -> None:
+    def __init__(self, model: Model, batch_size: int, rewind: int = defaults.REWIND_WINDOW) -> None:
         self.model = model
         self.tokens: list[int] = []
         self.rebuilds = 0  # how often trimming fell back to a replay
+        self.restores = 0  # how often a snapshot of the recurrent state served a trim
         self._ctx = model.ctx
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         # A context has one cache: a new mirror of it starts from an empty one.
         llama_cpp.llama_memory_clear(self._memory, True)
         self._batch_size = batch_size
         self._chunks: list[int] = []  # the sizes of the decode calls that built the cache, in order
+        self._cut: int | None = None  # the length the cache is to be cut to before the next decode
+        self._snapshots = StateSnapshots(self._ctx, SEQ_ID, rewind + 1) if has_recurrent_state(model) else None
         self._logits_address = 0
         self._logits = np.empty(0, dtype=np.float32)
         # A decode step feeds one token: its array and batch are made once, and only the id changes.
@@ -40,6 +50,7 @@ class CacheSequence:
     def feed(self, tokens: list[int]) -> np.ndarray:
         """Decode `tokens` after the current ones; return the logits after the last (a view into
         llama.cpp's buffer, valid until the next feed)."""
+        self._apply_cut()
         for start in range(0, len(tokens), self._batch_size):
             self._decode(tokens[start : start + self._batch_size])
         return self.logits()
@@ -60,24 +71,35 @@ class CacheSequence:
         return min(len(self.tokens), len(tokens))
 
     def trim(self, length: int) -> None:
-        """Drop every token from index `length` on, from the cache and from `tokens`."""
+        """Drop every token from index `length` on, from `tokens` now and from the cache before the next
+        decode."""
         if length >= len(self.tokens):
-            return
-        if not llama_cpp.llama_memory_seq_rm(self._memory, SEQ_ID, length, -1):
-            self._rebuild(length)
             return
         del self.tokens[length:]
         self._cut_chunks(length)
+        self._cut = length
 
     def resync(self) -> None:
         """Drop whatever the cache holds beyond `tokens` (after an interrupted decode)."""
-        if not llama_cpp.llama_memory_seq_rm(self._memory, SEQ_ID, len(self.tokens), -1):
-            self._rebuild(len(self.tokens))
+        self._cut = len(self.tokens)
+        self._apply_cut()
+
+    def _apply_cut(self) -> None:
+        length = self._cut
+        if length is None:
+            return
+        self._cut = None
+        snapshots = self._snapshots
+        if snapshots is not None:
+            snapshots.forget_after(length)
+            if snapshots.restore(length):  # the recurrent state; an attention part trims below
+                self.restores += 1
+        if not llama_cpp.llama_memory_seq_rm(self._memory, SEQ_ID, length, -1):
+            self._rebuild(length)
 
     def _rebuild(self, length: int) -> None:
         self.rebuilds += 1
         kept = self.tokens[:length]
-        self._cut_chunks(length)
         chunks = self._chunks
         llama_cpp.llama_memory_seq_rm(self._memory, SEQ_ID, -1, -1)  # a whole sequence always goes
         self.tokens, self._chunks = [], []
@@ -111,3 +133,5 @@ class CacheSequence:
             raise DecodeError(f"llama_decode failed with status {status}")
         self.tokens.extend(tokens)
         self._chunks.append(len(tokens))
+        if self._snapshots is not None:
+            self._snapshots.save(len(self.tokens))
