@@ -215,16 +215,18 @@ def test_info_says_rpc_is_built_in():
     assert lines["rpc (--rpc)"] == "yes"
 
 
-def test_a_server_killed_mid_reply_is_one_line_and_a_status(smollm2_path, one_server):
+def _error_after(fault, smollm2_path: Path, server: RpcServer, *options: str) -> str:
+    """Start a long reply through `server`, do `fault` to the server once tokens come back from it, and
+    return the reply's one error line, checking that it ended with llama.cpp's abort status."""
     reply = subprocess.Popen(
         [*BACKSPACE, "complete", "Write a long story about the sea.", "-m", str(smollm2_path), "-n", "4000",
-         "-c", "4096", "--temp", "0.8", "--seed", "1", "-t", "1", "--format", "jsonl", "--rpc", one_server.endpoint],
+         "-c", "4096", "--seed", "1", "-t", "1", "--format", "jsonl", "--rpc", server.endpoint, *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(20):  # tokens are coming back from the server
+        for _ in range(20):
             assert reply.stdout.readline()
-        one_server.stop()
-        out, err = reply.communicate(timeout=60)
+        fault()
+        err = reply.communicate(timeout=60)[1]
     finally:
         if reply.poll() is None:
             reply.kill()
@@ -232,26 +234,18 @@ def test_a_server_killed_mid_reply_is_one_line_and_a_status(smollm2_path, one_se
     assert reply.returncode == ABORT_STATUS
     assert "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("Error")]
-    assert line.startswith("Error: llama.cpp aborted:")
-    assert "Remote RPC server crashed" in line
+    return line
+
+
+def test_a_server_killed_mid_reply_is_one_line_and_a_status(smollm2_path, one_server):
+    line = _error_after(one_server.stop, smollm2_path, one_server)
+    assert line.startswith("Error: llama.cpp aborted:") and "Remote RPC server crashed" in line
 
 
 def test_a_server_that_stops_answering_mid_reply_is_one_line_after_the_timeout(smollm2_path, one_server):
-    reply = subprocess.Popen(
-        [*BACKSPACE, "complete", "Write a long story about the sea.", "-m", str(smollm2_path), "-n", "4000",
-         "-c", "4096", "--seed", "1", "-t", "1", "--format", "jsonl", "--rpc", one_server.endpoint,
-         "--rpc-timeout", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(20):
-            assert reply.stdout.readline()
-        one_server.process.send_signal(signal.SIGSTOP)  # its connection stays open: only silence tells
-        out, err = reply.communicate(timeout=60)
-    finally:
-        if reply.poll() is None:
-            reply.kill()
-            reply.wait()
-    assert reply.returncode == ABORT_STATUS
-    (line,) = [line for line in err.splitlines() if line.startswith("Error")]
+    # SIGSTOP: the connection stays open, and only silence tells
+    line = _error_after(lambda: one_server.process.send_signal(signal.SIGSTOP), smollm2_path, one_server,
+                        "--rpc-timeout", "1")
     assert line.startswith("Error: llama.cpp aborted:") and "Remote RPC server" in line
 
 
