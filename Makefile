@@ -84,8 +84,11 @@ chat: install
 	$(BIN)/backspace chat
 
 # Builds llama-bench and rpc-server (cached), then writes bench/results.md: native llama.cpp, llama-cpp-python
-# and us, and us through a loopback rpc-server.
-bench: install-test models
+# and us, and us through a loopback rpc-server; deletes on recurrent and hybrid models; the peer, backtrack-sampler.
+$(VENV)/.installed-bench: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/python
+	$(call install_with,[bench])
+
+bench: install-test $(VENV)/.installed-bench models
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) CACHE_DIR=$(CACHE_DIR) $(BIN)/python bench/bench_perf.py
 	BACKSPACE_TEST_MODEL=$(SMOLLM2) $(BIN)/python bench/bench_render.py
 

@@ -22,9 +22,12 @@ from backspace_cli import defaults
 from backspace_cli.engine.engine import DeleteRules, Engine, LogitsWindow
 from backspace_cli.engine.model import load_model
 from backspace_cli.engine.sampling import make_logit_bias, make_logits_processors, make_sampler
+from backspace_cli.engine.sequence import CacheSequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 from synthetic import build_wide_vocab_llama  # noqa: E402
+import tiny_models  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LLAMA_TOOL = HERE.parent / "scripts" / "build_llama_tool.sh"  # builds llama.cpp's programs, cached
@@ -129,6 +132,7 @@ def step_costs(model, sequence, prompt: list[int]) -> dict:
         logits = sequence.feed([token])
         decoded = time.perf_counter()
         sequence.trim(len(sequence.tokens) - 1)
+        sequence.resync()  # the cut of the cache, which the next decode would make
         window.load(step)
         deleted = time.perf_counter()
         logits = sequence.feed([token])
@@ -263,8 +267,63 @@ class Bench:
         shares, rates = zip(*(run(bias) for _ in range(self.runs)))
         return bias, statistics.median(shares), statistics.median(rates)
 
+    def every_tenth_a_delete(self) -> int:
+        """Replies of the default sampler in which every 10th step draws the delete token instead
+        (random weights make a bias's share of deletes jump about); the deletes they made."""
+        settings, deletes = SAMPLERS["default"], 0
+        for run in range(self.runs):
+            draw = make_sampler(settings["temp"], settings["top_k"], settings["top_p"], settings["min_p"], seed=run)
+            steps = iter(range(1, 1 << 30))
+            sampler = lambda logits: self.delete_token if next(steps) % 10 == 0 else draw(logits)  # noqa: E731
+            self.engine.sequence.trim(0)
+            events = list(self.engine.generate(self.prompt, sampler=sampler, max_tokens=self.tokens,
+                                               rules=DeleteRules(token_id=self.delete_token, max_deletes=10_000),
+                                               logits_processors=[self.never_stop]))
+            deletes += events[-1].counts.deletes
+        return deletes
+
     def window_bytes(self) -> int:
         return (defaults.REWIND_WINDOW + 1) * self.model.n_vocab * 4 + self.model.n_vocab * 4
+
+
+def recurrent_lines(tokens: int, runs: int, llama_bench: str) -> list[str]:
+    """The tests' tiny Mamba and tiny LFM2 hybrid: a decode step against one delete within the window,
+    before (a replay of the sequence: the same engine with no snapshots kept) and now (a snapshot
+    restored), and how often a reply with 10% deletes still replayed."""
+    directory = CACHE / "bench"
+    directory.mkdir(parents=True, exist_ok=True)
+    # The tests' models, and the same architectures 8 times wider, where a decode step does a small
+    # model's work rather than mostly llama.cpp's fixed cost per call.
+    models = {"tiny Mamba (recurrent), the tests'": tiny_models.build_mamba(directory / "tiny-mamba.gguf"),
+              "tiny LFM2 (hybrid), the tests'": tiny_models.build_lfm2(directory / "tiny-lfm2.gguf"),
+              "Mamba, width 512, 8 layers": tiny_models.build_mamba(directory / "mamba-512.gguf", n_embd=512,
+                                                                   n_layer=8),
+              "LFM2, width 512, 8 layers": tiny_models.build_lfm2(directory / "lfm2-512.gguf", n_embd=512,
+                                                                 layers="cacc" * 2)}
+    lines = ["\n| model | decode step | saving the state snapshot | share | one delete, before (a replay) | in decode steps |"
+             " one delete, now (snapshot) | share | replies with 10% deletes: deletes, replays, restores |"
+             " snapshots kept |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, path in models.items():
+        bench = Bench(path, tokens, runs, llama_bench)
+        now = bench.step_costs()
+        before = step_costs(bench.model, CacheSequence(bench.model, defaults.BATCH_SIZE, rewind=0), bench.prompt)
+        snapshots = bench.engine.sequence.snapshots
+        save = median_of(64, lambda: _timed(snapshots.save, len(bench.engine.sequence.tokens)))
+        sequence = bench.engine.sequence
+        sequence.rebuilds = sequence.restores = 0
+        deletes = bench.every_tenth_a_delete()
+        lines.append(f"| {name} | {now['decode'] * 1e6:.0f} µs | {save * 1e6:.1f} µs | {save / now['decode']:.1%} |"
+                     f" {before['delete'] * 1e3:.1f} ms | {before['delete'] / before['decode']:.0f} |"
+                     f" {now['delete'] * 1e6:.1f} µs | {now['delete'] / now['decode']:.1%} |"
+                     f" {deletes}, {sequence.rebuilds}, {sequence.restores} |"
+                     f" {snapshots.bytes / 1024:.0f} KiB |")
+    return lines
+
+
+def _timed(function, *arguments) -> float:
+    start = time.perf_counter()
+    function(*arguments)
+    return time.perf_counter() - start
 
 
 class LoopbackRpc:
@@ -319,6 +378,24 @@ class LoopbackRpc:
             lines.append(f"| {label} | {rate:.1f} | {rate / local_rate:.2f} | {step * 1e3:.2f} ms |"
                          f" {delete * 1e6:.0f} µs | {delete / step:.1%} |")
         return lines
+
+
+def peer_lines(args, ours: tuple[float, float]) -> list[str]:
+    """backtrack-sampler on SmolLM2, the same prompt, sampler and number of final tokens, against our
+    engine's run with deletes above."""
+    try:
+        from peer import Peer
+    except ImportError:
+        return ["\nThe peer, backtrack-sampler, is not installed: `pip install -e '.[bench]'` (make bench does)."]
+    peer = Peer(args.smollm2, THREADS, defaults.FLASH_ATTENTION)
+    peer.run(PROMPT, args.tokens, SAMPLERS["default"])  # warm-up
+    shares, rates = zip(*(peer.run(PROMPT, args.tokens, SAMPLERS["default"]) for _ in range(args.runs)))
+    share, rate = statistics.median(shares), statistics.median(rates)
+    return [f"\nThe peer, side by side on SmolLM2 ({args.tokens} final tokens, the default sampler, medians of"
+            f" {args.runs} runs; bench/NOTES.md says how the work was made equal):",
+            "\n| | share of steps taken back | final tokens per second | ours / theirs |", "|---|---|---|---|",
+            f"| backspace, a delete token with a bias | {ours[0]:.1%} | {ours[1]:.1f} | {ours[1] / rate:.2f} |",
+            f"| backtrack-sampler 3.2.1, one token rolled back every 10th step | {share:.1%} | {rate:.1f} | 1.00 |"]
 
 
 def help_seconds(runs: int) -> float:
@@ -410,6 +487,12 @@ def report(args) -> str:
     for name, bench in benches.items():
         bias, share, rate = bench.with_deletes()
         out(f"| {name} | {bias:+.2f} | {share:.1%} | {rate:.1f} |")
+        if "SmolLM2" in name:
+            smollm2_deletes = (share, rate)
+    out(f"\nRecurrent and hybrid models: a delete restores a snapshot of the recurrent state ({args.tokens}"
+        " tokens; medians of 64 steps):")
+    lines += recurrent_lines(args.tokens, args.runs, llama_bench)
+    lines += peer_lines(args, smollm2_deletes)
     out(f"\nThrough llama.cpp's RPC backend ({args.tokens} tokens, medians of {args.runs} alternating rounds;"
         f" the server has {THREADS} threads):")
     loopback = LoopbackRpc(args.smollm2, args.tokens, args.runs, llama_tool("ggml-rpc-server"))

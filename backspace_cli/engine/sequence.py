@@ -40,7 +40,7 @@ class CacheSequence:
         self._batch_size = batch_size
         self._chunks: list[int] = []  # the sizes of the decode calls that built the cache, in order
         self._cut: int | None = None  # the length the cache is to be cut to before the next decode
-        self._snapshots = StateSnapshots(self._ctx, SEQ_ID, rewind + 1) if has_recurrent_state(model) else None
+        self.snapshots = StateSnapshots(self._ctx, SEQ_ID, rewind + 1) if has_recurrent_state(model) else None
         self._logits_address = 0
         self._logits = np.empty(0, dtype=np.float32)
         # A decode step feeds one token: its array and batch are made once, and only the id changes.
@@ -89,7 +89,7 @@ class CacheSequence:
         if length is None:
             return
         self._cut = None
-        snapshots = self._snapshots
+        snapshots = self.snapshots
         if snapshots is not None:
             snapshots.forget_after(length)
             if snapshots.restore(length):  # the recurrent state; an attention part trims below
@@ -133,5 +133,5 @@ class CacheSequence:
             raise DecodeError(f"llama_decode failed with status {status}")
         self.tokens.extend(tokens)
         self._chunks.append(len(tokens))
-        if self._snapshots is not None:
-            self._snapshots.save(len(self.tokens))
+        if self.snapshots is not None:
+            self.snapshots.save(len(self.tokens))
