@@ -267,7 +267,8 @@ class Engine:
         )
 
     def _take_back(self, reply: _Reply, n_prompt: int, count: int) -> Iterator[Delete]:
-        """Remove the reply's last `count` tokens, then trim the cache once (a recurrent model rebuilds it)."""
+        """Remove the reply's last `count` tokens, then trim the cache once (the cut waits for the next decode,
+        so deletes in a row cost one; a recurrent model restores a snapshot of its state)."""
         for _ in range(count):
             yield reply.pop()
         self.sequence.trim(n_prompt + len(reply.tokens))
