@@ -22,7 +22,7 @@ from tiny_llama import Config, TinyLlama  # noqa: E402
 
 MAX_TOKENS = 12
 # A few tokens the random model may write, the delete token among them; the rest are all but banned.
-WRITABLE = [train.DELETE, train.EOS] + train.encode("0123456789+")
+WRITABLE = [train.DELETE, train.EOS] + [train.IDS[c] for c in "0123456789+"] + train.encode("12 17")
 
 
 def delete_happy(path, delete_bias):

@@ -50,15 +50,26 @@ def test_held_out_questions_are_never_trained_on():
 
 def test_the_shipped_eval_tasks_are_held_out_and_right():
     tasks = [json.loads(line) for line in EVAL_TASKS.read_text().splitlines()]
-    assert len(tasks) >= 1000
+    assert len({question_of(task["prompt"]) for task in tasks}) == len(tasks) >= 1000  # distinct questions
     for task in tasks:
         check(task["prompt"], task["answer"])
         assert twosum.held_out(*listed(task["prompt"]))
 
 
-def test_a_reply_is_alive_only_while_it_begins_the_answer():
-    assert all(twosum.alive(prefix, "47+35") for prefix in ("", "4", "47", "47+", "47+3", "47+35"))
-    assert not any(twosum.alive(reply, "47+35") for reply in ("3", "43", "47-", "47+5", "47+35 ", "47+351"))
+def test_a_reply_is_alive_only_while_its_tokens_begin_the_answer():
+    alive = ([], ["17"], ["17", "+"], ["17", "+", "5"])
+    assert all(twosum.alive(reply, "17+5") for reply in alive)
+    dead = (["1"], ["1", "7"], ["5"], ["17", "-"], ["17", "+", "25"], ["17", "+", "5", " "])
+    assert not any(twosum.alive(reply, "17+5") for reply in dead)
+
+
+def test_every_number_of_a_task_is_one_token():
+    import vocab
+
+    for task in twosum.tasks(200, seed=5, evaluation=False):
+        numbers, _ = listed(task["prompt"])
+        assert all(str(n) in vocab.pieces(task["prompt"]) for n in numbers)
+        assert vocab.pieces(task["response"]) == [task["response"].split("+")[0], "+", task["response"].split("+")[1]]
 
 
 def test_the_same_seed_gives_the_same_tasks():
@@ -84,12 +95,14 @@ def test_every_packed_state_learns_delete_exactly_when_it_is_dead():
             while node >= 0:
                 context.append(ids[node])
                 node = parents[node]
-            text = train.decode(context[::-1])
-            question, reply = re.search(r"<\|user\|>([^<]*)</s><\|assistant\|>([^<]*)$", text).groups()
+            context = context[::-1]
+            start = len(context) - context[::-1].index(train.ASSISTANT)  # the reply's first token
+            question = train.decode(context[: start - 2]).split("<|user|>")[-1]
+            reply = [train.TEXTS[token] for token in context[start:]]
             if target == train.DELETE:
                 deletes += 1
                 assert not twosum.alive(reply, answers[question])
                 assert twosum.alive(reply[:-1], answers[question]) or targets[parents[i]] == train.DELETE
             else:
-                assert (answers[question] + "</s>")[len(reply)] == train.decode([target])[0]
+                assert (train.encode(answers[question]) + [train.EOS])[len(reply)] == target
     assert deletes > 300

@@ -10,7 +10,9 @@ import random
 import sys
 import zlib
 
-LOW, HIGH = 1, 9  # one token each: a written number is whole, so checking it needs no look-ahead
+import vocab
+
+LOW, HIGH = 1, 12  # one token each (training/vocab.py): a written number is whole, so checking it needs no look-ahead
 SIZES = (4, 5, 6)  # numbers in a list
 # Phrasings of the question; the target always comes after the list, so that reading the list cannot
 # already work out the answer. The model only ever answers "a+b", in list order.
@@ -62,20 +64,39 @@ def question(rng: random.Random, numbers: list[int], target: int) -> str:
     return rng.choice(QUESTIONS).format(numbers=listed, target=target)
 
 
-def tasks(count: int, seed: int, evaluation: bool, sizes: tuple[int, ...] = SIZES) -> list[dict]:
+def tasks(count: int, seed: int, evaluation: bool, sizes: tuple[int, ...] | None = None) -> list[dict]:
     """`count` questions from the training or the held-out ones, as {"prompt", "response"}."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
-        numbers, target = make_list(rng, evaluation, rng.choice(sizes))
+        numbers, target = make_list(rng, evaluation, rng.choice(sizes or SIZES))
         out.append({"prompt": question(rng, numbers, target), "response": answer(numbers, target)})
     return out
 
 
-def alive(reply: str, response: str) -> bool:
-    """Whether `reply`, a reply so far, can still become the right answer: with exactly one pair and
-    one way to write it, that is whether it begins the answer."""
-    return response.startswith(reply)
+def distinct_tasks(count: int, seed: int, evaluation: bool) -> list[dict]:
+    """`count` tasks, no two of them the same question (the same numbers and target) in other words."""
+    out, seen = [], set()
+    for task in tasks(count * 50, seed, evaluation):
+        *listed, target = numbers(task["prompt"])
+        key = (frozenset(listed), target)
+        if key not in seen:
+            seen.add(key)
+            out.append(task)
+        if len(out) == count:
+            return out
+    raise ValueError(f"fewer than {count} distinct questions")
+
+
+def numbers(prompt: str) -> list[str]:
+    """The numbers of a question, as written, the target last."""
+    return "".join(c if c.isdigit() else " " for c in prompt).split()
+
+
+def alive(reply: list[str], response: str) -> bool:
+    """Whether `reply`, a reply so far as its tokens' texts, can still become the right answer: with
+    exactly one pair and one way to write it, that is whether its tokens begin the answer's."""
+    return vocab.pieces(response)[: len(reply)] == list(reply)
 
 
 def main() -> None:
@@ -84,7 +105,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval", action="store_true", help="held-out questions, as backspace eval tasks")
     args = parser.parse_args()
-    for task in tasks(args.count, args.seed, args.eval):
+    for task in (distinct_tasks if args.eval else tasks)(args.count, args.seed, args.eval):
         if args.eval:
             task = {"prompt": task["prompt"], "answer": task["response"]}
         print(json.dumps(task), file=sys.stdout)
