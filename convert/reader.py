@@ -217,6 +217,11 @@ def check_gguf(path: Path, missing: str = "no such file") -> int:
     read. Returns its size."""
     if not path.exists():
         raise ConvertError(f"{missing}: {path}")
+    if path.is_dir() and (path / "config.json").is_file():
+        raise ConvertError(
+            f"{path} looks like a Hugging Face checkpoint (a folder with config.json), not a GGUF file: convert it "
+            "first with llama.cpp's convert_hf_to_gguf.py (README: Converting a model)"
+        )
     if not path.is_file():
         raise ConvertError(f"not a file: {path}")
     size = path.stat().st_size

@@ -117,3 +117,30 @@ def test_inspect_and_the_engine_find_the_same_delete_token(tiny_llama_path, tiny
     assert refused.exit_code == 1 and refused.stderr == f"Error: {line}\n"
     with pytest.raises(UserError, match=line):
         engine_finds(broken)
+
+
+def test_convert_into_a_fifo_writes_its_status_to_stderr_without_a_size(tiny_llama_without_delete_path, tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = CliRunner().invoke(convert, [str(tiny_llama_without_delete_path), "-o", str(fifo), "--init", "zero"])
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # the FIFO could be stdout: nothing else goes there
+    assert "mode: append" in result.stderr
+    assert f"wrote {fifo} (structure checked)" in result.stderr
+    assert received and received[0][:4] == b"GGUF"
+
+
+def test_convert_of_an_hf_checkpoint_folder_says_how_to_convert_it(tmp_path):
+    checkpoint = tmp_path / "my-finetune"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    result = CliRunner().invoke(convert, [str(checkpoint)])
+    assert result.exit_code == 1
+    assert "looks like a Hugging Face checkpoint" in result.output
+    assert "convert_hf_to_gguf.py" in result.output

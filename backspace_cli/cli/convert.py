@@ -4,6 +4,7 @@ Registered in cli.py with `main.add_command(convert)` and `main.add_command(insp
 imports stay cheap (no gguf, numpy or llama_cpp) so that `backspace --help` answers at once.
 """
 import signal
+from functools import partial
 from pathlib import Path
 
 import click
@@ -70,13 +71,16 @@ def convert(model, output, mode, token, reuse, rows, init, marker, force, check)
     if result.output is None:
         click.echo(result.edit.summary)
         return
-    click.echo(f"mode: {result.mode}")
-    click.echo(result.edit.summary)
+    # A device or a FIFO (-o /dev/stdout) takes the model itself: the status goes to stderr, and it has no size.
+    regular = result.output.is_file()
+    status = partial(click.echo, err=not regular)
+    status(f"mode: {result.mode}")
+    status(result.edit.summary)
     seconds = sum(result.timings.values())
-    size = result.output.stat().st_size / 1e6
-    click.echo(f"wrote {result.output} ({size:,.1f} MB, structure checked) in {seconds:.1f} s")
+    size = f"{result.output.stat().st_size / 1e6:,.1f} MB, " if regular else ""
+    status(f"wrote {result.output} ({size}structure checked) in {seconds:.1f} s")
     if result.check_result is not None:
-        click.echo(f"--check: logits bit-identical for all {result.check_result.tokens:,} original tokens")
+        status(f"--check: logits bit-identical for all {result.check_result.tokens:,} original tokens")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
