@@ -172,3 +172,13 @@ def test_a_missing_model_is_a_one_line_error(tasks_file):
 
 def test_read_tasks_accepts_numbers_as_answers():
     assert read_tasks(['{"prompt": "1+1", "answer": 2}'])[0].answer == "2"
+
+
+def test_an_answers_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, tasks_file, builtin_path,
+                                                                           monkeypatch):
+    ran = []
+    monkeypatch.setattr(Evaluator, "run", lambda self, tasks, progress=None: ran.append(1) or [])
+    result = invoke(tasks_file, "-m", builtin_path, "--answers", tmp_path / "missing" / "answers.jsonl")
+    assert result.exit_code == 1
+    assert "missing" in result.output and "Traceback" not in result.output
+    assert ran == []  # refused before a single task was run

@@ -141,16 +141,16 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
         errors.print("[yellow]This model has no delete token: both settings generate plainly.[/yellow]")
     steps = len(tasks) * len(evaluator.arms)
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=errors, transient=True, disable=not errors.is_terminal) as bar:
-        task = bar.add_task("eval", total=steps)
-        reports = evaluator.run(tasks, progress=lambda: bar.advance(task))
+    # --answers is opened first, so that a path that cannot be written is refused before the run.
+    with output_stream(answers, force=True) if answers else nullcontext() as out:
+        with Progress(*columns, console=errors, transient=True, disable=not errors.is_terminal) as bar:
+            task = bar.add_task("eval", total=steps)
+            reports = evaluator.run(tasks, progress=lambda: bar.advance(task))
+        for report in reports if out else ():
+            for index, outcome in enumerate(report.outcomes):
+                out.write(json.dumps({"setting": report.name, "task": index, "text": outcome.text,
+                                      "correct": outcome.correct, "deletes": outcome.deletes}) + "\n")
     token = evaluator.delete_token.text if evaluator.delete_token else None
-    if answers:
-        with output_stream(answers, force=True) as out:
-            for report in reports:
-                for index, outcome in enumerate(report.outcomes):
-                    out.write(json.dumps({"setting": report.name, "task": index, "text": outcome.text,
-                                          "correct": outcome.correct, "deletes": outcome.deletes}) + "\n")
     if as_json:
         click.echo(json.dumps(report_json(settings.model, tasks, evaluator.options(), reports, token), indent=2))
     o = evaluator.settings  # with the model's recommended sampling filled in
