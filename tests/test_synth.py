@@ -315,3 +315,14 @@ def test_eval_and_synth_refuse_a_broken_line_with_the_same_words():
     with pytest.raises(UserError) as by_synth:
         list(read_samples(lines))
     assert str(by_eval.value) == str(by_synth.value) == "line 3: not valid JSON (Unterminated string starting at)"
+
+
+def test_cli_tokenized_without_a_tokenizer_is_refused_in_one_line(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(LINES[0] + "\n")
+    tokens = tmp_path / "tokens.jsonl"
+    result = CliRunner().invoke(synth, [str(source), "--tokenized", str(tokens), "-q"])
+    assert result.exit_code == 1
+    assert "--tokenized writes token ids" in result.output and "--tokenizer" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not tokens.exists()

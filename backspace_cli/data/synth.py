@@ -266,6 +266,9 @@ def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions
         if tokenizer is not None and Path(tokenizer).resolve() != Path(strategy_path).resolve():
             raise UserError("with model:PATH the errors are that model's tokens: --tokenizer must be the same file")
         settings = Settings(model=strategy_path)
+    elif tokenized and tokenizer is None:  # the built-in model's ids would mean nothing to the user's model
+        raise UserError("--tokenized writes token ids, which fit one tokenizer only: name it with --tokenizer "
+                        "PATH.gguf (or use --strategy model:PATH.gguf)")
     else:
         settings = Settings(model=model_or_builtin(tokenizer, "--tokenizer PATH.gguf"),
                             ctx_size=defaults.TOKENIZER_CONTEXT_SIZE)
