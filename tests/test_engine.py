@@ -290,13 +290,10 @@ def marker_rules(**options):
     return DeleteRules(token_id=None, marker=MARKER, **options)
 
 
-def test_a_marker_at_the_end_of_the_text_deletes_itself_and_the_token_before_it(tiny_llama):
+def test_a_marker_is_never_shown_and_reads_as_one_delete_of_the_token_before_it(tiny_llama):
     a, b, c, x, y, z = ids(tiny_llama, "abcXYZ")
     events, done, script, engine = run(tiny_llama, [a, b, x, y, z, c], rules=marker_rules())
-    assert events == [
-        Token(a, "a"), Token(b, "b"), Token(x, "X"), Token(y, "Y"), Token(z, "Z"),
-        Delete(z, "Z"), Delete(y, "Y"), Delete(x, "X"), Delete(b, "b"), Token(c, "c"),
-    ]
+    assert events == [Token(a, "a"), Token(b, "b"), Delete(b, "b"), Token(c, "c")]
     assert done.text == "ac" and done.counts.deletes == 1
     prompt = tiny_llama.tokenize("the water", add_bos=True)
     assert engine.sequence.tokens == prompt + [a, c]
@@ -304,9 +301,17 @@ def test_a_marker_at_the_end_of_the_text_deletes_itself_and_the_token_before_it(
     assert np.array_equal(retry, script.offered[1])
 
 
+def test_text_that_only_begins_like_the_marker_is_shown_once_it_cannot_be_the_marker(tiny_llama):
+    a, x, y = ids(tiny_llama, "aXY")
+    events, done, _, _ = run(tiny_llama, [a, x, y, x, a, x], rules=marker_rules())
+    assert events == [Token(a, "a"), Token(x, "X"), Token(y, "Y"), Token(x, "X"), Token(a, "a"), Token(x, "X")]
+    assert done.text == "aXYXaX"  # the last X was held, and shown when the reply ended
+
+
 def test_a_marker_with_nothing_before_it_is_removed_and_refused(tiny_llama):
     a, x, y, z = ids(tiny_llama, "aXYZ")
     events, done, script, engine = run(tiny_llama, [x, y, z, a], rules=marker_rules())
+    assert events == [Token(a, "a")]
     assert done.text == "a" and done.counts.refused_deletes == 1 and done.counts.deletes == 0
     assert script.offered[3][x] == -math.inf  # the marker's first token is banned at that position
     assert engine.sequence.tokens == tiny_llama.tokenize("the water", add_bos=True) + [a]
@@ -318,10 +323,28 @@ def test_marker_deletes_are_bounded_per_position(tiny_llama):
     assert script.offered[-1][x] == -math.inf  # two deletes at the first position: "c" stays
 
 
-def test_no_delete_leaves_a_marker_as_text(tiny_llama):
-    a, x, y, z = ids(tiny_llama, "aXYZ")
-    _, done, _, _ = run(tiny_llama, [a, x, y, z], rules=marker_rules(enabled=False))
-    assert done.text == "aXYZ" and done.counts.deletes == 0
+def test_with_deletes_off_a_marker_is_rolled_back_and_its_first_token_banned_there(tiny_llama):
+    a, b, x, y, z = ids(tiny_llama, "abXYZ")
+    events, done, script, engine = run(tiny_llama, [a, x, y, z, b], rules=marker_rules(enabled=False))
+    assert events == [Token(a, "a"), Token(b, "b")]  # plain generation: no marker, no delete
+    assert done.text == "ab" and (done.counts.deletes, done.counts.refused_deletes) == (0, 0)
+    assert script.offered[4][x] == -math.inf and np.isfinite(script.offered[1][x])
+    others = np.arange(len(script.offered[1])) != x
+    assert np.array_equal(script.offered[4][others], script.offered[1][others])  # the same state as before X
+    assert engine.sequence.tokens == tiny_llama.tokenize("the water", add_bos=True) + [a, b]
+
+
+def test_an_interrupted_reply_does_not_keep_text_it_never_showed(tiny_llama):
+    a, x = ids(tiny_llama, "aX")
+
+    def interrupt(logits):
+        raise KeyboardInterrupt
+
+    events, done, _, engine = run(tiny_llama, [], sampler=Script(tiny_llama, [a, x], fallback=interrupt),
+                                  rules=marker_rules())
+    assert events == [Token(a, "a")]  # X was held: it might have begun the marker
+    assert done.finish_reason == INTERRUPTED and done.text == "a"
+    assert engine.sequence.tokens == tiny_llama.tokenize("the water", add_bos=True) + [a]
 
 
 def test_the_session_reads_a_marker_from_the_converters_metadata(tiny_llama_without_delete_path, tmp_path):

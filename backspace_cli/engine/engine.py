@@ -1,7 +1,7 @@
 """Delete-aware generation: sample token by token, and on the delete token take the last one back."""
 import math
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence as Seq
+from collections.abc import Callable, Generator, Sequence as Seq
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +37,9 @@ class DeleteRules:
 
     token_id: int | None  # the delete token; None: the model has none
     marker: str | None = None  # or a plain-text marker, such as "[DELETE]", that means delete
-    enabled: bool = True  # False bans the delete token, or ignores the marker (--no-delete, the A/B baseline)
+    # False bans the delete token, or rolls a written marker back and bans its first token there
+    # (--no-delete, the A/B baseline: plain generation that never writes the marker).
+    enabled: bool = True
     window: int = defaults.REWIND_WINDOW  # how many of the newest tokens can be deleted
     max_deletes: int = defaults.MAX_DELETES  # deletes per reply; one more ends the reply
     max_per_position: int = defaults.MAX_DELETES_PER_POSITION  # then that position's token stays
@@ -48,6 +50,11 @@ class DeleteRules:
     @property
     def can_delete(self) -> bool:
         return self.enabled and (self.token_id is not None or self.marker is not None)
+
+    @property
+    def takes_back(self) -> bool:
+        """Whether a reply may roll tokens back: to delete, or, with deletes off, to remove a marker."""
+        return self.can_delete or self.marker is not None
 
 
 @dataclass
@@ -155,7 +162,7 @@ class Engine:
     def _window(self, rules: DeleteRules) -> LogitsWindow | _NoWindow:
         """The engine's one window, made anew only when a reply asks for another size. Saved logits serve
         only a delete: a reply that cannot delete gets the window that keeps nothing."""
-        if not rules.can_delete:
+        if not rules.takes_back:
             return _NO_WINDOW
         window = self._logits_window
         if window is None or len(window.rows) != rules.window + 1:
@@ -181,9 +188,12 @@ class Engine:
 
     def _generate(self, prompt, sampler, processors, max_tokens, rules) -> Generator[Event, None, None]:
         model, sequence = self.model, self.sequence
-        # With deletes off, neither trigger is recognised, so nothing asks the window for a row.
+        # With deletes off the delete token is banned; a marker is still recognised, to be rolled back.
         delete_token = rules.token_id if rules.enabled else None
-        marker = rules.marker if rules.enabled else None
+        marker = rules.marker
+        # Marker mode: the newest tokens that may begin the marker, shown once they cannot. A marker
+        # is never shown; it reads as one delete of the token before it.
+        held: list[Token] = []
         started = time.perf_counter()
         first_token_at = prompt_done = None
         reused = appended = deletes = refused = 0
@@ -220,32 +230,43 @@ class Engine:
                         finish = STOP
                         break
                     appended += 1
-                    yield reply.append(token, model.piece(token))
-                    trigger = reply.text.suffix_pieces(marker) if marker else 0
+                    event = reply.append(token, model.piece(token))
+                    if not marker:
+                        yield event
+                        logits = sequence.feed([token])
+                        window.save(len(reply.tokens), logits)
+                        continue
+                    held.append(event)
+                    trigger = reply.text.suffix_pieces(marker)
+                    while len(held) > (trigger or reply.text.prefix_pieces(marker)):
+                        yield held.pop(0)
                     if not trigger:
                         logits = sequence.feed([token])
                         window.save(len(reply.tokens), logits)
                         continue
+                    held.clear()  # the marker's own tokens
                     start = reply.tokens[-trigger]  # the model wrote the marker: a delete in ordinary tokens
 
-                # A delete of the last token, asked by the reply's last `trigger` tokens, which go first:
-                # a marker never stays in the text.
-                if reply.deletable() <= trigger:  # nothing before the trigger to delete: empty, or final
-                    yield from self._take_back(reply, len(prompt), trigger)
-                    refused += 1
+                # A delete of the last token, asked by the reply's last `trigger` tokens (a marker, never
+                # shown), which go first.
+                if not rules.enabled or reply.deletable() <= trigger:  # deletes off, or nothing to delete
+                    yield from self._take_back(reply, len(prompt), hidden=trigger)
+                    refused += 1 if rules.enabled else 0  # with deletes off, a marker is no delete
                     reply.position(len(reply.tokens)).bans.add(start)
                 elif deletes >= rules.max_deletes:
-                    yield from self._take_back(reply, len(prompt), trigger)
+                    yield from self._take_back(reply, len(prompt), hidden=trigger)
                     finish = DELETE_BUDGET
                     break
                 else:
                     deletes += 1
                     deleted = reply.tokens[-trigger - 1]
-                    yield from self._take_back(reply, len(prompt), trigger + 1)
+                    yield from self._take_back(reply, len(prompt), hidden=trigger, shown=1)
                     reply.record_delete(deleted, start, ban=rules.ban_deleted)
                 logits = window.load(len(reply.tokens))  # the saved distribution, for a retry
+            yield from held  # the reply ended on text that only began like the marker
         except KeyboardInterrupt:
             finish = INTERRUPTED
+            self._take_back(reply, len(prompt), hidden=len(held))  # never shown, so not in the text
             sequence.resync()
         ended = time.perf_counter()
         prompt_s = (prompt_done or ended) - started
@@ -266,12 +287,15 @@ class Engine:
             context_used=len(sequence.tokens),
         )
 
-    def _take_back(self, reply: _Reply, n_prompt: int, count: int) -> Iterator[Delete]:
-        """Remove the reply's last `count` tokens, then trim the cache once (the cut waits for the next decode,
-        so deletes in a row cost one; a recurrent model restores a snapshot of its state)."""
-        for _ in range(count):
-            yield reply.pop()
+    def _take_back(self, reply: _Reply, n_prompt: int, *, hidden: int, shown: int = 0) -> list[Delete]:
+        """Remove the reply's last `hidden` tokens (a marker's, never shown), then `shown` more, with a Delete
+        each, and trim the cache once (the cut waits for the next decode, so deletes in a row cost one; a
+        recurrent model restores a snapshot of its state)."""
+        for _ in range(hidden):
+            reply.pop()
+        deleted = [reply.pop() for _ in range(shown)]
         self.sequence.trim(n_prompt + len(reply.tokens))
+        return deleted
 
 
 def consume(events: Generator[Event, None, None], handle: Callable[[Event], None]) -> Done:

@@ -33,6 +33,23 @@ class TokenText:
                 return count if joined.endswith(suffix) else 0
         return 0
 
+    def prefix_pieces(self, marker: str) -> int:
+        """How many of the last pushes hold the longest end of the text that could begin `marker`."""
+        tail = self._tail(len(marker) - 1)
+        for start in range(len(tail)):
+            if marker.startswith(tail[start:]):
+                return self.suffix_pieces(tail[start:])
+        return 0
+
+    def _tail(self, length: int) -> str:
+        """The last `length` characters of the text, or all of it if shorter."""
+        joined = ""
+        for piece in reversed(self._texts):
+            if len(joined) >= length:
+                break
+            joined = piece + joined
+        return joined[len(joined) - length:] if len(joined) > length else joined
+
     @property
     def text(self) -> str:
         return "".join(self._texts)
