@@ -12,12 +12,12 @@ from backspace_cli import Delete, Done, Token
 from backspace_cli.engine.chat_template import ChatTemplate
 
 README = Path(__file__).parent.parent / "README.md"
-QUESTION = [{"role": "user", "content": "Which two of 5 9 7 6 2 1 sum to 12?"}]
+QUESTION = [{"role": "user", "content": "Which two of 11 4 9 2 6 add up to 15?"}]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return backspace_cli.load(seed=6)  # the model's recommended sampling: greedy, a search that backs out of 9
+    return backspace_cli.load(seed=6)  # the model's recommended sampling: greedy, a search that backs out of 11
 
 
 def replay(events) -> str:
@@ -67,13 +67,13 @@ def test_generate_gives_the_streams_done_record(model):
 
 
 def test_messages_go_through_the_models_chat_template_and_a_string_is_raw_text():
-    messages = [{"role": "user", "content": "Which two of 4 8 3 add up to 11?"}]
+    messages = [{"role": "user", "content": "Which two of 12 3 7 5 add up to 19?"}]
     greedy = backspace_cli.load(temp=0)
     chat = backspace_cli.generate(greedy, messages)
     assert chat.counts.prompt_tokens == len(ChatTemplate(greedy.model).tokens(messages))
-    assert chat.text == "8+3"
-    raw = backspace_cli.generate(greedy, "Which two of 4 8 3 add up to 11?")
-    assert raw.counts.prompt_tokens == len(greedy.model.tokenize("Which two of 4 8 3 add up to 11?", add_bos=True))
+    assert chat.text == "12+7"
+    raw = backspace_cli.generate(greedy, "Which two of 12 3 7 5 add up to 19?")
+    assert raw.counts.prompt_tokens == len(greedy.model.tokenize("Which two of 12 3 7 5 add up to 19?", add_bos=True))
 
 
 def test_load_opens_a_given_model_with_the_given_settings(tiny_llama_path):
