@@ -49,7 +49,7 @@ def test_the_readme_example_streams_events_and_prints_the_answer():
             assert pieces.pop() == ast.literal_eval(text)
     final = re.match(r"Done\(finish_reason='stop', text=('[^']*')", done).group(1)
     assert "".join(pieces) == ast.literal_eval(final)
-    assert re.fullmatch(r"\d\+\d", ast.literal_eval(final)) and re.fullmatch(r"\d\+\d", answer)
+    assert re.fullmatch(r"\d+\+\d+", ast.literal_eval(final)) and re.fullmatch(r"\d+\+\d+", answer)
 
 
 def test_the_streamed_events_replay_to_the_final_text(model):
