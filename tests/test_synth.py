@@ -44,7 +44,9 @@ def session_of(model):
 
 def run(model, strategy="random", lines=LINES, **options):
     options = {"rate": 0.3, "max_errors": 3, "seed": 1, **options}
-    synthesizer = Synthesizer(session_of(model), strategy, SynthOptions(**options), need_delete_id=True)
+    session = session_of(model)
+    synthesizer = Synthesizer(session.model, strategy, SynthOptions(**options), need_delete_id=True,
+                              sequence=session.engine.sequence)
     out, tokens = io.StringIO(), io.StringIO()
     stats = synthesize(read_samples(lines), synthesizer, out, tokens)
     records = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -262,8 +264,8 @@ def test_a_sentencepiece_tokenizer_with_words_keeps_its_alignment(tiny_llama):
 def test_tokenized_output_needs_a_delete_token_or_a_marker(tiny_llama_without_delete_path):
     session = Session(Settings(model=str(tiny_llama_without_delete_path), ctx_size=256, threads=2))
     with pytest.raises(UserError, match="no delete token"):
-        Synthesizer(session, "random", SynthOptions(), need_delete_id=True)
-    text_only = Synthesizer(session, "random", SynthOptions(rate=1.0), need_delete_id=False)
+        Synthesizer(session.model, "random", SynthOptions(), need_delete_id=True)
+    text_only = Synthesizer(session.model, "random", SynthOptions(rate=1.0), need_delete_id=False)
     out = io.StringIO()
     synthesize(read_samples(["the water"]), text_only, out)
     assert "<|delete|>" in out.getvalue()

@@ -61,10 +61,11 @@ def build_llama(
     context: int = 512,
     seed: int = 0,
     recommended_temp: float | str | None = None,  # a string writes the key with the wrong type
+    tokenizer=None,  # writer -> n_vocab: another tokenizer than the SentencePiece one (delete_token unused)
 ) -> Path:
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(path), "llama")
-    n_vocab = _tokenizer(writer, delete_token, chat_template)
+    n_vocab = tokenizer(writer) if tokenizer else _tokenizer(writer, delete_token, chat_template)
     if isinstance(recommended_temp, str):
         writer.add_string(gguf.Keys.General.SAMPLING_TEMP, recommended_temp)
     elif recommended_temp is not None:

@@ -44,8 +44,9 @@ def _count_lines(path: str) -> int | None:
               help="random: any vocabulary token; reply: a token used elsewhere in the same reply (a wrong "
               "digit in a number); model:PATH: a plausible mistake from that model's top alternatives "
               "(never the true token).")
-@click.option("--tokenizer", type=click.Path(dir_okay=False), help="GGUF whose tokenizer splits the text "
-              "(default: the strategy's model, else the built-in model).")
+@click.option("--tokenizer", type=click.Path(), help="The tokenizer that splits the text: a GGUF, or an HF "
+              "tokenizer.json or save_pretrained folder (the [hf] extra) (default: the strategy's model, else the "
+              "built-in model; --tokenized needs one named).")
 @click.option("--rate", type=click.FloatRange(0, 1), default=defaults.SYNTH_RATE, show_default=True,
               help="Chance of an error before each response token.")
 @click.option("--max-errors", type=click.IntRange(min=0), default=defaults.SYNTH_MAX_ERRORS, show_default=True,

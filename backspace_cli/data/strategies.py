@@ -21,7 +21,7 @@ class TextTokens:
         normal = [
             token
             for token in range(model.n_vocab)
-            if llama_cpp.llama_vocab_get_attr(model.vocab, token) & llama_cpp.LLAMA_TOKEN_ATTR_NORMAL
+            if _is_normal(model, token)
             and token not in excluded
             and _whole_text(pieces[token])
         ]
@@ -34,6 +34,13 @@ class TextTokens:
     def is_error(self, token: int, rest: bytes) -> bool:
         """A token is a real error only if the true text does not go on with its bytes."""
         return bool(self.is_usable[token]) and not rest.startswith(self.pieces[token])
+
+
+def _is_normal(model, token: int) -> bool:
+    """An ordinary token (not a control, byte or unused one); an HF tokenizer answers for itself."""
+    if hasattr(model, "is_normal"):
+        return model.is_normal(token)
+    return bool(llama_cpp.llama_vocab_get_attr(model.vocab, token) & llama_cpp.LLAMA_TOKEN_ATTR_NORMAL)
 
 
 def _whole_text(piece: bytes) -> bool:

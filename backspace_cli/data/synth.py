@@ -12,8 +12,10 @@ from backspace_convert.errors import UserError
 from backspace_convert.keys import DELETE_TOKEN_TEXT, find_delete_token
 from .. import defaults
 from ..default_model import model_or_builtin
+from ..engine.model import Model
 from ..engine.session import Session
 from ..settings import Settings
+from .hf_tokenizer import HFTokenizer, is_hf_tokenizer
 from .jsonl import bad_line, read_json_lines
 from .layout import SampleLayout
 from .strategies import MODEL_PREFIX, Strategy, TextTokens, model_strategy, random_strategy, reply_strategy
@@ -120,10 +122,12 @@ def _parse_object(number: int, data: dict) -> Sample:
 
 
 class Synthesizer:
-    """Injects errors into samples, tokenized by one session's model (which the model strategy also asks)."""
+    """Injects errors into samples, tokenized by a model's tokenizer (a GGUF's, or an HF one); the model
+    strategy also decodes with the model, in `sequence`."""
 
-    def __init__(self, session: Session, strategy: str, options: SynthOptions, *, need_delete_id: bool) -> None:
-        tokenizer = self.model = session.model
+    def __init__(self, tokenizer: "Model | HFTokenizer", strategy: str, options: SynthOptions, *,
+                 need_delete_id: bool, sequence=None) -> None:
+        self.model = tokenizer
         self.options = options
         self.rng = np.random.default_rng(options.seed)
         delete = find_delete_token(tokenizer.metadata.get, tokenizer.n_vocab, tokenizer.token_text, tokenizer.find_token)
@@ -142,7 +146,7 @@ class Synthesizer:
         self.vocabulary = TextTokens(tokenizer, excluded=set(self.delete_ids))
         self.layout = SampleLayout(tokenizer)
         if strategy == "model":
-            self.strategy: Strategy = model_strategy(self.vocabulary, self.rng, options.top_k, session.engine.sequence)
+            self.strategy: Strategy = model_strategy(self.vocabulary, self.rng, options.top_k, sequence)
         elif strategy == "reply":
             self.strategy = reply_strategy(self.vocabulary, self.rng)
         else:
@@ -265,14 +269,16 @@ def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions
     if kind == "model":
         if tokenizer is not None and Path(tokenizer).resolve() != Path(strategy_path).resolve():
             raise UserError("with model:PATH the errors are that model's tokens: --tokenizer must be the same file")
-        settings = Settings(model=strategy_path)
-    elif tokenized and tokenizer is None:  # the built-in model's ids would mean nothing to the user's model
+        session = Session(Settings(model=strategy_path))
+        return Synthesizer(session.model, kind, options, need_delete_id=tokenized, sequence=session.engine.sequence)
+    if tokenizer is not None and is_hf_tokenizer(tokenizer):
+        return Synthesizer(HFTokenizer(tokenizer), kind, options, need_delete_id=tokenized)
+    if tokenized and tokenizer is None:  # the built-in model's ids would mean nothing to the user's model
         raise UserError("--tokenized writes token ids, which fit one tokenizer only: name it with --tokenizer "
-                        "PATH.gguf (or use --strategy model:PATH.gguf)")
-    else:
-        settings = Settings(model=model_or_builtin(tokenizer, "--tokenizer PATH.gguf"),
-                            ctx_size=defaults.TOKENIZER_CONTEXT_SIZE)
-    return Synthesizer(Session(settings), kind, options, need_delete_id=tokenized)
+                        "PATH.gguf or an HF tokenizer (or use --strategy model:PATH.gguf)")
+    settings = Settings(model=model_or_builtin(tokenizer, "--tokenizer PATH.gguf"),
+                        ctx_size=defaults.TOKENIZER_CONTEXT_SIZE)
+    return Synthesizer(Session(settings).model, kind, options, need_delete_id=tokenized)
 
 
 def run_synth(
