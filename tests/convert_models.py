@@ -12,6 +12,7 @@ import gguf
 import numpy as np
 
 import tiny_models
+from backspace_cli.data.hf_tokenizer import byte_level_alphabet
 from backspace_cli.engine.model import load_model
 from backspace_cli.engine.sequence import CacheSequence
 
@@ -95,19 +96,6 @@ def build_typed(path: Path, qtype: Q, *, tied: bool = False, seed: int = 0) -> P
     return path
 
 
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte-level alphabet: every byte as a printable character."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    characters = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            characters.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in characters)))
-
-
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 QWEN_MERGES = ["Ġ t", "Ġ w", "h e", "Ġt he", "a t", "Ġw at", "e r", "Ġwat er"]
 QWEN_PADDED_VOCAB = 320  # the embedding rows: the tokenizer has fewer tokens, padded with [PADn]
@@ -118,7 +106,7 @@ def build_qwen_padded(path: Path, seed: int = 0) -> Path:
     row count with `[PAD{id}]` tokens of type UNUSED, as llama.cpp's convert_hf_to_gguf.py writes them."""
     rng = np.random.default_rng(seed)
     T = gguf.TokenType
-    tokens = list(bytes_to_unicode().values())
+    tokens = list(byte_level_alphabet().values())
     tokens += ["".join(merge.split()) for merge in QWEN_MERGES]
     types = [T.NORMAL] * len(tokens)
     for special in QWEN_SPECIALS:

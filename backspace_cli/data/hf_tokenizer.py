@@ -17,8 +17,8 @@ def is_hf_tokenizer(path: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level alphabet back to bytes: each byte is written as one printable character."""
+def byte_level_alphabet() -> dict[int, str]:
+    """GPT-2's byte-level alphabet: each byte is written as one printable character."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
     characters = printable[:]
     extra = 0
@@ -27,7 +27,13 @@ def _byte_decoder() -> dict[str, int]:
             printable.append(byte)
             characters.append(256 + extra)
             extra += 1
-    return {chr(c): b for b, c in zip(printable, characters)}
+    return {b: chr(c) for b, c in zip(printable, characters)}
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """The byte-level alphabet back to bytes."""
+    return {character: byte for byte, character in byte_level_alphabet().items()}
 
 
 class HFTokenizer:
