@@ -14,6 +14,7 @@ from .vocab import TokenType, Vocabulary, field_value
 MODES = keys.MODES
 V = gguf.GGUFValueType
 APPENDED_SCORE = -1000.0  # what llama.cpp's convert_hf_to_gguf.py gives added tokens
+MAX_NAMED = 3  # reusable tokens named in the warning when append is chosen over them
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,10 @@ def plan_edit(reader: gguf.GGUFReader, path: Path, spec: ConvertSpec) -> Edit:
         return _mark(vocabulary, spec)
     if mode == "reuse":
         return _reuse(vocabulary, spec)
-    return _append(reader, vocabulary, arch, spec)
+    edit = _append(reader, vocabulary, arch, spec)
+    if spec.mode == "auto":  # append was chosen, not asked for: the fine-tune may have trained a reserved token
+        edit.warnings += _reusable(vocabulary)
+    return edit
 
 
 def _mode(spec: ConvertSpec) -> str:
@@ -200,8 +204,22 @@ def _append(reader: gguf.GGUFReader, vocabulary: Vocabulary, arch: str, spec: Co
     if size_field is not None:
         metadata[size_key] = Value(token_id + 1, size_field.types[0])
     metadata.update(_keys(token_id, spec.token))
-    return Edit("append", token_id, spec.token, metadata=metadata, rows=rows,
+    edit = Edit("append", token_id, spec.token, metadata=metadata, rows=rows,
                 summary=f"appended {spec.token!r} as token {token_id}; new rows: " + "; ".join(how))
+    if trained is None:
+        edit.warnings.append(f"the new token's rows are not trained (--init {init}): the model will not delete until "
+                             "it is trained with them; give the fine-tune's trained rows with --rows FILE")
+    return edit
+
+
+def _reusable(vocabulary: Vocabulary) -> list[str]:
+    """A warning naming the reserved or unused tokens, if there are any, that --reuse could rename instead."""
+    found = vocabulary.candidates(limit=MAX_NAMED + 1)
+    if not found:
+        return []
+    named = ", ".join(f"{c.text!r} (id {c.id})" for c in found[:MAX_NAMED]) + (", ..." if len(found) > MAX_NAMED else "")
+    return [f"appended a new token, but the vocabulary has reserved or unused tokens: {named}; if the fine-tune "
+            "trained one of them to delete, convert with --reuse TOKEN instead (backspace inspect lists them)"]
 
 
 def _marker(spec: ConvertSpec) -> Edit:

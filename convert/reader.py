@@ -213,14 +213,16 @@ class _CannotFit(ConvertError):
 
 def check_gguf(path: Path, missing: str = "no such file") -> int:
     """The checks made before gguf-py or llama.cpp parses a file, each failure one line (ConvertError):
-    it exists (else `missing`), is a file, is not empty, and has GGUF's magic and a version that both
-    read. Returns its size."""
+    it exists (else `missing`), is not a Hugging Face checkpoint (which needs llama.cpp's converter first),
+    is a file, is not empty, and has GGUF's magic and a version that both read. Returns its size."""
     if not path.exists():
         raise ConvertError(f"{missing}: {path}")
-    if path.is_dir() and (path / "config.json").is_file():
+    checkpoint = _hf_checkpoint(path)
+    if checkpoint is not None:
         raise ConvertError(
-            f"{path} looks like a Hugging Face checkpoint (a folder with config.json), not a GGUF file: convert it "
-            "first with llama.cpp's convert_hf_to_gguf.py (README: Converting a model)"
+            f"{path} looks like a Hugging Face checkpoint (config.json, *.safetensors), not a GGUF file: convert it "
+            f"first with the convert_hf_to_gguf.py in llama-cpp-python's sdist, `python convert_hf_to_gguf.py "
+            f"{checkpoint} --outfile {checkpoint.resolve().name}.gguf` (README: Converting a model)"
         )
     if not path.is_file():
         raise ConvertError(f"not a file: {path}")
@@ -243,6 +245,16 @@ def check_gguf(path: Path, missing: str = "no such file") -> int:
         supported = " and ".join(str(v) for v in gguf.gguf_reader.READER_SUPPORTED_VERSIONS)
         raise ConvertError(f"unsupported GGUF version {version} (versions {supported} are supported): {path}")
     return size
+
+
+def _hf_checkpoint(path: Path) -> Path | None:
+    """The Hugging Face checkpoint folder that `path` is, or holds the weights of; None for anything else."""
+    if not path.is_dir() and path.suffix != ".safetensors":
+        return None
+    folder = path if path.is_dir() else path.parent
+    if (folder / "config.json").is_file() or next(folder.glob("*.safetensors"), None) is not None:
+        return folder
+    return None
 
 
 def open_gguf(path: str | Path, missing: str = "no such file") -> GuardedReader:

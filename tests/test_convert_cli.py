@@ -27,7 +27,11 @@ def test_convert_says_which_mode_it_used_and_writes_the_default_name(tiny_llama_
     assert "appended '<|delete|>' as token 345" in lines[1]
     assert lines[2].startswith(f"wrote {tmp_path / 'plain.backspace.gguf'} (")
     assert lines[3] == "--check: logits bit-identical for all 345 original tokens"
-    assert result.stderr == ""  # no progress bar: stderr is not a terminal
+    # No progress bar (stderr is not a terminal); the one warning: the new rows are not trained.
+    assert result.stderr == (
+        "warning: the new token's rows are not trained (--init zero): the model will not delete until it is trained "
+        "with them; give the fine-tune's trained rows with --rows FILE\n"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.backspace.gguf", "plain.gguf"]
 
     again = CliRunner().invoke(convert, [str(tmp_path / "plain.backspace.gguf")])
@@ -136,11 +140,54 @@ def test_convert_into_a_fifo_writes_its_status_to_stderr_without_a_size(tiny_lla
     assert received and received[0][:4] == b"GGUF"
 
 
-def test_convert_of_an_hf_checkpoint_folder_says_how_to_convert_it(tmp_path):
+def test_an_hf_checkpoint_is_refused_with_the_command_that_converts_it_by_convert_and_by_every_model_option(tmp_path):
+    from backspace_cli.cli.main import main
+
     checkpoint = tmp_path / "my-finetune"
     checkpoint.mkdir()
-    (checkpoint / "config.json").write_text("{}")
-    result = CliRunner().invoke(convert, [str(checkpoint)])
-    assert result.exit_code == 1
-    assert "looks like a Hugging Face checkpoint" in result.output
-    assert "convert_hf_to_gguf.py" in result.output
+    (checkpoint / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    line = (f"Error: {{}} looks like a Hugging Face checkpoint (config.json, *.safetensors), not a GGUF file: convert "
+            f"it first with the convert_hf_to_gguf.py in llama-cpp-python's sdist, `python convert_hf_to_gguf.py "
+            f"{checkpoint} --outfile my-finetune.gguf` (README: Converting a model)\n")
+    for args, given in ((["convert", str(checkpoint)], checkpoint),
+                        (["inspect", str(checkpoint / "model.safetensors")], checkpoint / "model.safetensors"),
+                        (["complete", "-m", str(checkpoint), "hi"], checkpoint),
+                        (["chat", "-m", str(checkpoint), "hi"], checkpoint)):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and result.stderr == line.format(given), args
+    (checkpoint / "model.safetensors").unlink()
+    (checkpoint / "config.json").write_text("{}")  # a config alone says so too
+    assert "looks like a Hugging Face checkpoint" in CliRunner().invoke(convert, [str(checkpoint)]).stderr
+
+
+def test_appending_beside_reserved_tokens_names_them_and_suggests_reuse(tmp_path):
+    source = convert_models.build_reserved(tmp_path / "reserved.gguf")
+    first = convert_models.RESERVED[0]
+    result = CliRunner().invoke(convert, [str(source), "--init", "zero"])
+    assert result.exit_code == 0 and result.stdout.startswith("mode: append")
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 2
+    assert warnings[0].startswith("warning: the new token's rows are not trained (--init zero)")
+    ids = [open_gguf(source).fields["tokenizer.ggml.tokens"].contents().index(t) for t in convert_models.RESERVED[:3]]
+    named = ", ".join(f"{text!r} (id {i})" for text, i in zip(convert_models.RESERVED, ids))
+    assert warnings[1] == (f"warning: appended a new token, but the vocabulary has reserved or unused tokens: {named}, ...; "
+                           "if the fine-tune trained one of them to delete, convert with --reuse TOKEN instead "
+                           "(backspace inspect lists them)")
+
+    # Asked for by name, append says nothing of the reserved tokens; reuse says nothing at all.
+    asked = CliRunner().invoke(convert, [str(source), "--mode", "append", "--init", "zero", "-o", str(tmp_path / "a.gguf")])
+    assert asked.exit_code == 0 and asked.stderr.count("warning:") == 1 and "--reuse" not in asked.stderr
+    reused = CliRunner().invoke(convert, [str(source), "--reuse", first, "-o", str(tmp_path / "r.gguf")])
+    assert reused.exit_code == 0 and reused.stderr == ""
+
+
+def test_trained_rows_leave_nothing_to_warn_about(tiny_llama_without_delete_path, tmp_path):
+    import numpy as np
+
+    embedding = next(t for t in open_gguf(tiny_llama_without_delete_path).tensors if t.name == "token_embd.weight")
+    n_embd = int(embedding.shape[0])
+    np.save(tmp_path / "rows.npy", np.full((2, n_embd), 0.01, dtype=np.float32))
+    result = CliRunner().invoke(convert, [str(tiny_llama_without_delete_path), "--rows", str(tmp_path / "rows.npy"),
+                                          "-o", str(tmp_path / "out.gguf")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("mode: append") and result.stderr == ""
