@@ -67,9 +67,23 @@ chromium:
 # llama.cpp's rpc-server, for the --rpc tests: built once from the wheel's own source, cached.
 RPC_SERVER := PYTHON=$(BIN)/python CACHE_DIR=$(CACHE_DIR) bash scripts/build_llama_tool.sh ggml-rpc-server
 
-test: install-test models chromium
+# llama-cpp-python's sdist, for the llama.cpp converter that it vendors (vendor/llama.cpp/convert_hf_to_gguf.py,
+# with its gguf-py), which tests/test_hf_workflow.py runs: downloaded once, cached.
+LLAMA_SDIST := $(CACHE_DIR)/sdist/llama-cpp-python-$(LLAMA_CPP_PYTHON)
+$(LLAMA_SDIST)/.downloaded: | $(BIN)/python
+	rm -rf $(LLAMA_SDIST).partial
+	$(BIN)/python -m pip download --quiet --no-binary :all: --no-deps -d $(LLAMA_SDIST).partial \
+		llama-cpp-python==$(LLAMA_CPP_PYTHON)
+	rm -rf $(LLAMA_SDIST) && mv $(LLAMA_SDIST).partial $(LLAMA_SDIST)
+	touch $@
+
+.PHONY: sdist
+sdist: $(LLAMA_SDIST)/.downloaded
+
+test: install-test models chromium sdist
 	rpc_server=$$($(RPC_SERVER)) && \
-	BACKSPACE_TEST_MODEL=$(SMOLLM2) BACKSPACE_RPC_SERVER=$$rpc_server $(BIN)/python -m pytest
+	BACKSPACE_TEST_MODEL=$(SMOLLM2) BACKSPACE_RPC_SERVER=$$rpc_server \
+	BACKSPACE_LLAMA_SDIST=$$(ls $(LLAMA_SDIST)/*.tar.gz) $(BIN)/python -m pytest
 
 # Thousands of mutants of the built-in model through complete, chat, inspect and convert (the suite runs
 # 50); prints what it finds and keeps those files in fuzz-findings/. FUZZ_SEED picks another set.

@@ -53,7 +53,8 @@ class HFTokenizer:
             raise UserError(f"cannot read the tokenizer {file}: {error}") from None
         config_path = folder / "tokenizer_config.json"
         config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        self.metadata = {"tokenizer.chat_template": config["chat_template"]} if config.get("chat_template") else {}
+        template = _chat_template(folder, config)
+        self.metadata = {"tokenizer.chat_template": template} if template else {}
         self.n_vocab = self._tokenizer.get_vocab_size(with_added_tokens=True)
         self._special = {token.content for token in self._tokenizer.get_added_tokens_decoder().values() if token.special}
         decoder = json.loads(self._tokenizer.to_str()).get("decoder") or {}
@@ -94,6 +95,20 @@ class HFTokenizer:
 
     def find_token(self, text: str) -> int | None:
         return self._tokenizer.token_to_id(text)
+
+
+def _chat_template(folder: Path, config: dict) -> str | None:
+    """The template that convert_hf_to_gguf.py will write into the GGUF, found where gguf-py looks: in
+    tokenizer_config.json, else in chat_template.jinja (where transformers 5's save_pretrained puts it),
+    else in chat_template.json. A list of named templates gives its default."""
+    template = config.get("chat_template")
+    if template is None and (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    elif template is None and (folder / "chat_template.json").is_file():
+        template = json.loads((folder / "chat_template.json").read_text(encoding="utf-8")).get("chat_template")
+    if isinstance(template, list):
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    return template if isinstance(template, str) else None
 
 
 class _SpecialIds:
