@@ -22,10 +22,13 @@ class Turn:
 
 
 class Chat:
-    def __init__(self, session: Session, system: str | None = None) -> None:
+    def __init__(self, session: Session, system: str | None = None, history: Conversation | None = None) -> None:
+        """A chat that goes on from `history` (a resumed one) if given; `system` rules its system prompt."""
         self.session = session
         self.template = ChatTemplate(session.model)
-        self.conversation = Conversation(system=system)
+        self.conversation = history if history is not None else Conversation()
+        if system is not None:
+            self.conversation.system = system
         self.last: Done | None = None
 
     def reply_room(self) -> int:

@@ -16,6 +16,21 @@ class Exchange:
             kind = "token" if isinstance(event, Token) else "delete"
             self.edits.append({"type": kind, "id": event.id, "text": event.text})
 
+    @classmethod
+    def from_json(cls, record: object, number: int) -> "Exchange":
+        """Exchange `number` (from 1) of Conversation.to_json, read back; ValueError says what is amiss."""
+        if not isinstance(record, dict):
+            raise ValueError(f"exchange {number} is not an object")
+        user, reply = record.get("user"), record.get("reply")
+        finish_reason, edits = record.get("finish_reason", ""), record.get("edits", [])
+        if not isinstance(user, str) or not isinstance(reply, str):
+            raise ValueError(f"exchange {number} lacks its user message or its reply as text")
+        if not isinstance(finish_reason, str) or not isinstance(edits, list) or not all(
+            isinstance(edit, dict) and edit.get("type") in ("token", "delete") for edit in edits
+        ):
+            raise ValueError(f"exchange {number} has a finish_reason or edits of the wrong shape")
+        return cls(user, reply, finish_reason, edits)
+
 
 @dataclass
 class Conversation:
@@ -40,3 +55,15 @@ class Conversation:
                 for e in self.exchanges
             ],
         }
+
+    @classmethod
+    def from_json(cls, record: object) -> "Conversation":
+        """The inverse of to_json; ValueError says what in `record` is not a conversation."""
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        system, exchanges = record.get("system"), record.get("exchanges")
+        if system is not None and not isinstance(system, str):
+            raise ValueError("its system prompt is not text")
+        if not isinstance(exchanges, list):
+            raise ValueError("it has no list of exchanges")
+        return cls(system, [Exchange.from_json(exchange, number) for number, exchange in enumerate(exchanges, 1)])

@@ -1,9 +1,14 @@
 """`backspace chat`: the interactive loop in a terminal, and the one-shot answer for pipes and arguments."""
+import shlex
+import sys
+from pathlib import Path
+
 from rich.console import Console
 from rich.prompt import Confirm
+from rich.text import Text
 
 from .chat import Chat, MessageTooLong
-from .commands import ExitChat, run_command, write_transcript
+from .commands import ExitChat, Transcript, read_transcript, run_command, write_transcript
 from .conversation import Conversation, Exchange
 from .line_input import ChatInput, history_path
 from backspace_convert.errors import UserError
@@ -59,6 +64,13 @@ class Repl:
         self.console.print(f"[bold]backspace[/bold] · {session.model.path.name} · {status}")
         self.console.print('[dim]/help for commands, """ for a multi-line message, Ctrl-D to leave.[/dim]')
 
+    def show_history(self, source: Path) -> None:
+        """A resumed conversation, dim, as it was typed and answered."""
+        exchanges = self.conversation.exchanges
+        self.console.print(f"[dim]Resumed {len(exchanges)} exchange(s) from {source}:[/dim]", highlight=False)
+        for exchange in exchanges:
+            self.console.print(Text(f">>> {exchange.user}\n{exchange.reply}", style="dim"))
+
     def loop(self) -> None:
         while True:
             try:
@@ -101,26 +113,54 @@ class Repl:
         self.console.print(f"[dim]{format_stats(turn.done)}[/dim]")
 
 
-def run_chat(settings: Settings, system: str | None, trace: bool) -> None:
+def resume_command(path: Path, argv: list[str]) -> str:
+    """The command that goes on with the conversation saved at `path`: this one's options (the model, the
+    servers, the settings) with `--resume PATH` in place of any it had."""
+    kept, skip = [], False
+    for argument in argv[1:]:
+        if skip or argument == "--resume" or argument.startswith("--resume="):
+            skip = argument == "--resume"
+            continue
+        kept.append(argument)
+    return shlex.join(["backspace", *kept, "--resume", str(path)])
+
+
+def _note_another_model(console: Console, resumed: Transcript, session: Session) -> None:
+    if resumed.held_with_another_model(session.model.path):
+        console.print(Text(f"This conversation was held with {resumed.model}; it goes on with {session.model.path}.",
+                           style="dim"), soft_wrap=True)
+
+
+def run_chat(settings: Settings, system: str | None, trace: bool, resume: Path | None = None) -> None:
+    resumed = read_transcript(resume) if resume else None  # before the model loads: a bad file costs no wait
     console = Console()
     with console.status("Loading the model…"):
         session = Session(settings)
-    repl = Repl(console, Chat(session, system), trace, ChatInput(history_path()))
+    chat = Chat(session, system, resumed.conversation if resumed else None)
+    repl = Repl(console, chat, trace, ChatInput(history_path()))
 
     def keep_conversation() -> str:  # llama.cpp is ending the process (say, an rpc-server died mid-reply)
         path = history_path().parent / "aborted-chat.json"
         write_transcript(repl, path)
-        return f"the conversation so far is saved in {path}"
+        return f"the conversation so far is saved in {path}; to go on with it: {resume_command(path, sys.argv)}"
 
     ABORTS.last_words = keep_conversation
     repl.banner()
+    if resumed:
+        _note_another_model(console, resumed, session)
+        repl.show_history(resume)
     repl.loop()
 
 
-def run_once(settings: Settings, system: str | None, message: str, output_format: str, trace: bool) -> Done:
-    """Answer one message, writing the reply (in a pipe: only the clean final reply) to stdout."""
+def run_once(settings: Settings, system: str | None, message: str, output_format: str, trace: bool,
+             resume: Path | None = None) -> Done:
+    """Answer one message (after a resumed conversation, if given), writing the reply (in a pipe: only the
+    clean final reply) to stdout."""
+    resumed = read_transcript(resume) if resume else None
     session = Session(settings)
-    chat = Chat(session, system)
+    if resumed:
+        _note_another_model(Console(stderr=True), resumed, session)
+    chat = Chat(session, system, resumed.conversation if resumed else None)
     return render_reply(
         output_format, trace, session.delete_token is not None, session.rewind_window,
         lambda renderer: chat.say(message, renderer, on_drop=lambda count: None).done,

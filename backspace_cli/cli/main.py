@@ -1,5 +1,6 @@
 """The `backspace` command line: click wiring only; the work happens in the library modules."""
 import sys
+from pathlib import Path
 
 import click
 
@@ -49,8 +50,10 @@ def complete(prompt, output_format, trace, **options):
 @click.option("--format", "output_format", type=click.Choice(["live", "plain", "jsonl"]),
               help="For one-shot answers: live on a terminal, plain in a pipe (the default), or JSONL.")
 @click.option("--trace", is_flag=True, help="Keep deleted text visible, struck through.")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="FILE",
+              help="Go on with the conversation in a transcript written by /save or by a chat that llama.cpp ended.")
 @friendly_errors()
-def chat(message, system, output_format, trace, **options):
+def chat(message, system, output_format, trace, resume, **options):
     """Chat with the model in the terminal.
 
     With MESSAGE, or a message piped on stdin, answer once and exit.
@@ -61,12 +64,12 @@ def chat(message, system, output_format, trace, **options):
     if message is None and sys.stdin is not None and sys.stdin.isatty():
         from ..chat.repl import run_chat
 
-        run_chat(settings, system, trace)
+        run_chat(settings, system, trace, resume)
         return
     from ..chat.repl import run_once
     from .prompt import read_prompt
 
-    done = run_once(settings, system, read_prompt(message), output_format or default_format(), trace)
+    done = run_once(settings, system, read_prompt(message), output_format or default_format(), trace, resume)
     if done.finish_reason == "interrupted":
         raise SystemExit(130)
 
