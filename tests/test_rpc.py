@@ -271,10 +271,23 @@ def test_chat_keeps_its_conversation_when_the_server_dies_mid_reply(smollm2_path
     finally:
         terminal.close()
     assert "Traceback" not in screen
+    saved = tmp_path / "backspace" / "aborted-chat.json"
     assert re.search(r"Error: llama\.cpp aborted: .*Remote RPC server crashed.*; the conversation so far is saved in",
                      screen)
-    record = json.loads((tmp_path / "backspace" / "aborted-chat.json").read_text())
+    go_on = f"to go on with it: backspace {' '.join(command[3:])} --resume {saved}"
+    assert "".join(go_on.split()) in "".join(screen.split())  # the screen's wraps may eat a space
+    record = json.loads(saved.read_text())
     assert record["exchanges"][0]["user"] == "Say hello."
+
+    # With the worker back (here: no worker, the model local), the conversation goes on from the file.
+    terminal = Terminal([*command[:-2], "--resume", str(saved)], env={"XDG_STATE_HOME": str(tmp_path)})
+    try:
+        terminal.wait_for(r"(?m)^>>>$")
+        screen = "".join(terminal.screen().split())
+    finally:
+        terminal.close()
+    assert "Resumed1exchange(s)" in screen
+    assert "".join(f">>> Say hello. {record['exchanges'][0]['reply']}".split()) in screen
 
 
 def test_serve_through_rpc_answers_as_locally_and_ends_in_one_line_when_its_server_dies(tiny_llama_path, one_server):
