@@ -249,6 +249,73 @@ def test_a_server_that_stops_answering_mid_reply_is_one_line_after_the_timeout(s
     assert line.startswith("Error: llama.cpp aborted:") and "Remote RPC server" in line
 
 
+class FallsSilent:
+    """A relay to an rpc-server that falls silent, its connections left open, once clients have sent `limit`
+    bytes through it: a worker that stops answering (a stopped process, a machine gone) while the model's
+    tensors are on their way to it."""
+
+    def __init__(self, upstream: str, limit: int) -> None:
+        self.upstream, self.limit, self.sent = upstream, limit, 0
+        self.silent = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets.append(self.listener)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            host, port = self.upstream.split(":")
+            server = socket.create_connection((host, int(port)))
+            self.sockets += [client, server]
+            threading.Thread(target=self._relay, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._relay, args=(server, client, False), daemon=True).start()
+
+    def _relay(self, source: socket.socket, target: socket.socket, counted: bool) -> None:
+        while not self.silent.is_set():
+            try:
+                chunk = source.recv(1 << 16)
+                if counted:
+                    self.sent += len(chunk)
+                    if self.sent >= self.limit:
+                        self.silent.set()
+                if self.silent.is_set():
+                    return  # neither answered nor closed: silence
+                if not chunk:  # a peer closed: pass it on, so that the server takes its next client
+                    target.shutdown(socket.SHUT_WR)
+                    return
+                target.sendall(chunk)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        for connection in self.sockets:
+            connection.close()
+
+
+def test_a_server_that_stops_answering_while_the_model_loads_is_one_line_after_the_timeout(smollm2_path,
+                                                                                            one_server):
+    relay = FallsSilent(one_server.endpoint, limit=8 << 20)  # of SmolLM2's ~90 MB of tensors
+    try:
+        started = time.monotonic()
+        result = subprocess.run([*BACKSPACE, "complete", "hi", "-m", str(smollm2_path), "-n", "4", "-t", "1",
+                                 "--rpc", relay.endpoint, "--rpc-timeout", "1"],
+                                capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - started
+    finally:
+        relay.close()
+    assert relay.silent.is_set()  # it went quiet mid-load, not after
+    assert result.returncode == ABORT_STATUS, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert line.startswith("Error: llama.cpp aborted:") and "Remote RPC server" in line
+    assert took < 60
+
+
 def test_chat_keeps_its_conversation_when_the_server_dies_mid_reply(smollm2_path, one_server, tmp_path):
     from terminal import Terminal
 

@@ -158,7 +158,7 @@ def load_model(
 ) -> Model:
     """Load `path`; with `rpc_servers` (HOST:PORT), layers are offloaded to those rpc-servers' devices,
     all of them unless n_gpu_layers says otherwise, and a server silent for `rpc_timeout` seconds
-    mid-reply ends the process in one line (0: llama.cpp waits forever)."""
+    as the model loads or replies ends the process in one line (0: llama.cpp waits forever)."""
     path = Path(path)
     try:  # what llama.cpp would abort on, or fail on with a wall of log lines, refused with one clear line
         validate(path, missing="model file not found")
@@ -171,7 +171,7 @@ def load_model(
     if n_gpu_layers is None:
         n_gpu_layers = -1 if devices else default_gpu_layers()
     try:
-        with rpc.model_devices(devices):
+        with rpc.model_devices(devices), rpc.silence_limited(devices, rpc_servers, rpc_timeout):
             llama = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
@@ -189,6 +189,4 @@ def load_model(
     except (ValueError, RuntimeError) as error:
         reason = LOGS.last_error or str(error)
         raise ModelError(f"llama.cpp could not load {path}: {reason}") from None
-    if rpc_servers and rpc_timeout:
-        rpc.limit_silence(rpc_servers, rpc_timeout)
     return Model(llama, path)

@@ -33,6 +33,12 @@ _ggml.ggml_backend_reg_dev_count.argtypes = [ctypes.c_void_p]
 _ggml.ggml_backend_reg_dev_count.restype = ctypes.c_size_t
 _ggml.ggml_backend_reg_dev_get.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _ggml.ggml_backend_reg_dev_get.restype = ctypes.c_void_p
+_ggml.ggml_backend_dev_buffer_type.argtypes = [ctypes.c_void_p]
+_ggml.ggml_backend_dev_buffer_type.restype = ctypes.c_void_p
+_ggml.ggml_backend_buft_alloc_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_ggml.ggml_backend_buft_alloc_buffer.restype = ctypes.c_void_p
+_ggml.ggml_backend_buffer_free.argtypes = [ctypes.c_void_p]
+_ggml.ggml_backend_buffer_free.restype = None
 _ADD_SERVER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)  # ggml_backend_reg_t (*)(const char * endpoint)
 
 
@@ -93,14 +99,34 @@ def devices(endpoints: tuple[str, ...]) -> list[int]:
     return found
 
 
-def limit_silence(endpoints: tuple[str, ...], seconds: float) -> None:
-    """Give ggml's connections to `endpoints` a time limit on each send and receive. ggml waits on a
-    server without one, so a stopped server, or a machine gone from the network, would hang the reply
-    for ever; past the limit, ggml's receive fails, and it aborts as on a server that died (one line).
+@contextmanager
+def silence_limited(devices: list[int], endpoints: tuple[str, ...], seconds: float) -> Iterator[None]:
+    """From here on, while a model loads onto `devices` and for as long as it uses them, ggml's connection
+    to each server of `endpoints` gives up after `seconds` without progress (0: it waits forever, as ggml
+    does), and ggml aborts as on a server that died (one line).
 
-    ggml keeps one connection per server for as long as a model uses it; it is found among this
-    process's open sockets by its peer's address.
+    ggml opens a connection to a server whenever it has something to send and none is open, and closes it
+    once nothing holds it; during a load, only the model's buffers do, and only once they exist, so the
+    connections that carry the load's first messages would be opened, and closed, without the limit. A
+    buffer of one byte on each device holds one open from here; the limit is put on it, everything the load
+    and the model send goes over it, and the byte is freed after the load, when the model holds it.
     """
+    if not devices or not seconds:
+        yield
+        return
+    held = [_ggml.ggml_backend_buft_alloc_buffer(_ggml.ggml_backend_dev_buffer_type(device), 1) for device in devices]
+    try:
+        _limit_silence(endpoints, seconds)
+        yield
+    finally:
+        for buffer in held:
+            if buffer:  # a server out of memory gives none, and the load will say so
+                _ggml.ggml_backend_buffer_free(buffer)
+
+
+def _limit_silence(endpoints: tuple[str, ...], seconds: float) -> None:
+    """Give ggml's open connections to `endpoints` a time limit on each send and receive: they are found
+    among this process's open sockets by their peer's address."""
     peers = {(socket.gethostbyname(host), port) for host, port in map(_host_port, endpoints)}
     limit = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))  # struct timeval
     for name in os.listdir("/dev/fd"):
