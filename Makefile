@@ -109,7 +109,7 @@ bench: install-test $(VENV)/.installed-bench models
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis backspace_cli/engine/*.so
 
-# The built-in model, trained from scratch on two-sum: supervised, then GRPO (about 13 minutes on 2 busy
+# The built-in model, trained from scratch on two-sum: supervised, then GRPO (about 23 minutes on 2 busy
 # cores; see training/train.py and training/NOTES.md).
 .PHONY: demo-model
 $(VENV)/.installed-train: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/python

@@ -12,7 +12,7 @@ from backspace_cli import Delete, Done, Token
 from backspace_cli.engine.chat_template import ChatTemplate
 
 README = Path(__file__).parent.parent / "README.md"
-QUESTION = [{"role": "user", "content": "Which two of 11 4 9 2 6 add up to 15?"}]
+QUESTION = [{"role": "user", "content": "Which two of 3 8 5 1 14 add up to 13?"}]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_messages_go_through_the_models_chat_template_and_a_string_is_raw_text()
     greedy = backspace_cli.load(temp=0)
     chat = backspace_cli.generate(greedy, messages)
     assert chat.counts.prompt_tokens == len(ChatTemplate(greedy.model).tokens(messages))
-    assert chat.text == "12+7"
+    assert chat.text == "7+12"
     raw = backspace_cli.generate(greedy, "Which two of 12 3 7 5 add up to 19?")
     assert raw.counts.prompt_tokens == len(greedy.model.tokenize("Which two of 12 3 7 5 add up to 19?", add_bos=True))
 

@@ -172,8 +172,8 @@ def test_the_built_in_model_answers_held_out_questions_greedily_with_deletes(bui
 
 
 def test_the_built_in_model_deletes_what_cannot_be_right(builtin):
-    """After a first number that is not the answer's, the delete token is far likelier than after the
-    right one."""
+    """After a first number that is not the answer's and its complement, the delete token is far likelier
+    than after the answer itself: the model writes its candidate out, then checks it."""
     import numpy as np
 
     from backspace_cli.data.evaluation import Evaluator
@@ -194,9 +194,9 @@ def test_the_built_in_model_deletes_what_cannot_be_right(builtin):
     wrong = right = 0.0
     tasks = twosum.tasks(30, seed=98, evaluation=True)
     for task in tasks:
-        first, second = task["response"].split("+")
-        numbers = [n for n in re.findall(r"\d+", task["prompt"])[:-1] if n not in (first, second)]
+        *numbers, target = [int(n) for n in re.findall(r"\d+", task["prompt"])]
+        first = next(n for n in numbers if str(n) not in task["response"].split("+") and 0 < target - n < 30)
         prompt = evaluator.prompt_tokens(task["prompt"])
-        wrong += p_delete(prompt + builtin.tokenize(numbers[0], add_bos=False))
-        right += p_delete(prompt + builtin.tokenize(first, add_bos=False))
+        wrong += p_delete(prompt + builtin.tokenize(f"{first}+{target - first}", add_bos=False))
+        right += p_delete(prompt + builtin.tokenize(task["response"], add_bos=False))
     assert wrong > 5 * right

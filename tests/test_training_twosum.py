@@ -25,12 +25,12 @@ def check(prompt, answer):
     numbers, target = listed(prompt)
     assert len(set(numbers)) == len(numbers) and len(numbers) in twosum.SIZES
     assert all(twosum.LOW <= n <= twosum.HIGH for n in numbers)
-    assert twosum.pairs_adding_to(numbers, target) == [tuple(int(n) for n in answer.split("+"))]
     a, b = (int(n) for n in answer.split("+"))
-    assert a + b == target and numbers.index(a) < numbers.index(b)  # in list order
+    assert [tuple(sorted(pair)) for pair in twosum.pairs_adding_to(numbers, target)] == [(a, b)]
+    assert a + b == target and a < b  # the smaller first
 
 
-def test_every_task_has_exactly_one_pair_and_its_answer_names_it_in_list_order():
+def test_every_task_has_exactly_one_pair_and_its_answer_names_it_smaller_first():
     for evaluation in (False, True):
         for task in twosum.tasks(2000, seed=3, evaluation=evaluation):
             check(task["prompt"], task["response"])
@@ -77,19 +77,22 @@ def test_the_same_seed_gives_the_same_tasks():
     assert twosum.tasks(50, 7, True) != twosum.tasks(50, 8, True)
 
 
-def test_every_packed_state_learns_delete_exactly_when_it_is_dead():
+def test_every_packed_state_learns_the_answer_while_it_lives_and_to_back_out_once_it_is_dead():
     """Each token of a packed sample, read with its ancestors as the engine's context, learns the
-    delete token if the reply so far cannot become the answer, else the answer's next token."""
+    answer's next token while the reply so far can still become the answer. Once it cannot, it learns to
+    delete; only a wrong first number also learns to go on to "+" and its complement, whose check is one
+    look-up, and then a delete is its other target."""
     pytest.importorskip("torch")
     import train
 
     tasks = twosum.tasks(300, seed=4, evaluation=False)
     answers = {t["prompt"]: t["response"] for t in tasks}
-    deletes = 0
+    deletes = goes_on = 0
     for sample in train.supervised(tasks, seed=4, recipe=train.Recipe()):
-        ids, parents, targets = sample["input_ids"], sample["parents"], sample["targets"]
+        ids, parents, targets, also = sample["input_ids"], sample["parents"], sample["targets"], sample["also"]
         for i, target in enumerate(targets):
             if target == train.IGNORE:
+                assert also[i] == train.IGNORE
                 continue
             context, node = [], i
             while node >= 0:
@@ -99,10 +102,17 @@ def test_every_packed_state_learns_delete_exactly_when_it_is_dead():
             start = len(context) - context[::-1].index(train.ASSISTANT)  # the reply's first token
             question = train.decode(context[: start - 2]).split("<|user|>")[-1]
             reply = [train.TEXTS[token] for token in context[start:]]
-            if target == train.DELETE:
-                deletes += 1
-                assert not twosum.alive(reply, answers[question])
-                assert twosum.alive(reply[:-1], answers[question]) or targets[parents[i]] == train.DELETE
-            else:
+            if twosum.alive(reply, answers[question]):
                 assert (train.encode(answers[question]) + [train.EOS])[len(reply)] == target
-    assert deletes > 300
+                assert also[i] == train.IGNORE
+                continue
+            *_, total = twosum.numbers(question)
+            complement = str(int(total) - int(reply[0]))
+            if reply in ([reply[0]], [reply[0], "+"]) and 1 <= int(complement) <= 29:
+                goes_on += 1
+                assert train.TEXTS[target] == ("+" if len(reply) == 1 else complement)
+                assert also[i] == train.DELETE
+            else:
+                deletes += 1
+                assert target == train.DELETE and also[i] == train.IGNORE
+    assert deletes > 300 and goes_on > 300

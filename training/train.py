@@ -4,12 +4,16 @@
 
 Every sample is a state the engine can really be in. After a delete the context is exactly the one
 before the deleted token, so a flat "x e <delete> y" sample would train y under a context that never
-occurs. Instead, at every state the target is <|delete|> if the reply so far can no longer become the
-right answer (a dead state), else the next token of the answer. One question's states are packed into
-one sequence, a tree: the clean reply, and each dead reply as a branch whose tokens attend only to the
-engine's context in that state (the tokens that made it dead are never targets themselves).
+occurs. Instead, at every state the target is the answer's next token while the reply so far can still
+become the right answer, and <|delete|> once it cannot (a dead state), with one exception that makes
+checking easier than choosing: after a wrong first number x, the reply learns both to delete and to go on
+to its complement ("x+c", with c = target - x), because whether c is in the list is one look-up, where
+whether x was right was a search. After c is deleted (and, greedily, banned), the model's next choice
+there is to delete the "+" and then x: a depth-first search that the model steers. One question's
+states are packed into one sequence, a tree: the clean reply, and each dead reply as a branch whose
+tokens attend only to the engine's context in that state.
 1. Supervised, on dead states made from the list's other numbers: the first numbers the model might
-   wrongly choose, and wrong second numbers.
+   wrongly choose, each with its complement, and wrong second numbers.
 2. Supervised, on the dead states that the stage-1 model itself reaches, greedily (a search, with
    bans) and sampled, mixed with more of stage 1's.
 3. Reinforcement (GRPO): groups of sampled replies per question, with the engine's delete semantics
@@ -50,6 +54,8 @@ DELETE, BOS, EOS = (vocab.token_id(t) for t in (vocab.DELETE, vocab.BOS, vocab.E
 USER, ASSISTANT = vocab.token_id("<|user|>"), vocab.token_id("<|assistant|>")
 TEXTS = [text.replace("▁", " ") for text, _ in vocab.tokens()]
 IDS = {text: i for i, text in enumerate(TEXTS) if len(text) == 1 or text in vocab.NUMBERS}
+PLUS = IDS["+"]
+WRITABLE_NUMBERS = range(1, 30)  # the numbers that are one token each: a complement outside is never written
 
 
 @dataclass
@@ -69,8 +75,9 @@ class Recipe:
     weight_decay: float = 0.1
     branches: int = 2  # wrong replies per question, each trained as its dead prefixes
     second_share: float = 0.3  # share of wrong replies that go wrong in the second number
-    delete_weight: float = 0.2  # weight of a delete target in the loss
-    dead_depth: int = 2  # dead prefixes trained per wrong reply: a delete after each of its first tokens
+    delete_weight: float = 1.0  # weight of a delete target in the loss
+    go_on_share: float = 0.7  # after a wrong first number, the share of its target that goes on to the complement
+    dead_depth: int = 3  # dead prefixes trained per wrong reply: "x", "x+" and "x+c"
     chat_share: float = 0.05  # share of questions asked after 1 to 5 earlier exchanges
     own_tasks: int = 2000  # stage-2 questions on which the stage-1 model is run
     own_temperature: float = 1.0  # stage 2 also samples the stage-1 model at this temperature
@@ -115,13 +122,36 @@ def prompt_ids(history: list[dict], question: str) -> list[int]:
     return ids + turn(question)
 
 
+def complement(task: dict, first: int) -> int | None:
+    """The token of the number that would make `first` (a token) the answer's first number, if it has one."""
+    *_, total = twosum.numbers(task["prompt"])
+    text = TEXTS[first]
+    if not text.isdigit() or int(total) - int(text) not in WRITABLE_NUMBERS:
+        return None
+    return IDS[str(int(total) - int(text))]
+
+
+def dead_targets(task: dict, reply: tuple[int, ...]) -> tuple[int, int]:
+    """What a dead reply so far learns: its target, and a second target that shares the weight (IGNORE:
+    none). A wrong first number learns to go on to "+" and then its complement as well as to delete: the
+    check on the complement is the easy one, and a delete stays the next choice once they are banned."""
+    goes_on = complement(task, reply[0])
+    if goes_on is not None and reply == (reply[0],):
+        return PLUS, DELETE
+    if goes_on is not None and reply == (reply[0], PLUS):
+        return goes_on, DELETE
+    return DELETE, IGNORE
+
+
 def packed(history: list[dict], task: dict, dead: set[tuple[int, ...]], context: int) -> dict | None:
     """One question's sample, packed as a tree: the chat with every reply learned, then each dead reply
-    as a branch off the longest prefix of the answer it shares, each of its tokens learning to delete.
+    as a branch off the longest prefix of the answer it shares, each of its tokens learning its
+    dead_targets.
 
     A branch token sees exactly what the engine would hold in that state: the prompt, the answer's
     prefix and the branch's own earlier tokens, at the engine's positions. `parents[i]` is the token
-    before token i in its branch; `targets[i]` is what token i should predict (IGNORE: nothing)."""
+    before token i in its branch; `targets[i]` is what token i should predict (IGNORE: nothing), and
+    `also[i]` a second target sharing the weight (IGNORE: none)."""
     ids, targets = [BOS], [IGNORE]
     for t in history + [task]:
         asked, said = turn(t["prompt"]), encode(t["response"]) + [EOS]
@@ -129,6 +159,7 @@ def packed(history: list[dict], task: dict, dead: set[tuple[int, ...]], context:
         targets += [IGNORE] * (len(asked) - 1) + said + [IGNORE]
     if len(ids) > context:
         return None
+    also = [IGNORE] * len(ids)
     parents = list(range(-1, len(ids) - 1))
     answer = encode(task["response"])
     reply_start = len(ids) - len(answer) - 1  # the final reply's first token
@@ -136,14 +167,16 @@ def packed(history: list[dict], task: dict, dead: set[tuple[int, ...]], context:
     for reply in sorted(dead):
         shared = next((i for i, (a, b) in enumerate(zip(reply, answer)) if a != b), min(len(reply), len(answer)))
         node = reply_start - 1 + shared  # the last token of the state it leaves the answer from
-        for token in reply[shared:]:
-            if (node, token) not in children:
-                children[node, token] = len(ids)
-                ids.append(token)
+        for k in range(shared, len(reply)):
+            if (node, reply[k]) not in children:
+                children[node, reply[k]] = len(ids)
+                ids.append(reply[k])
                 parents.append(node)
-                targets.append(DELETE)
-            node = children[node, token]
-    return {"input_ids": ids, "parents": parents, "targets": targets}
+                target, second = dead_targets(task, reply[: k + 1])
+                targets.append(target)
+                also.append(second)
+            node = children[node, reply[k]]
+    return {"input_ids": ids, "parents": parents, "targets": targets, "also": also}
 
 
 def numbers_of(task: dict) -> list[str]:
@@ -152,8 +185,10 @@ def numbers_of(task: dict) -> list[str]:
 
 
 def wrong_replies(task: dict, rng: random.Random, recipe: Recipe) -> list[str]:
-    """Plausible wrong replies: another of the list's numbers first, or a wrong second number."""
+    """Plausible wrong replies: another of the list's numbers first, followed by its complement where it
+    has one, or a wrong second number."""
     first, second = task["response"].split("+")
+    *_, total = twosum.numbers(task["prompt"])
     others = [n for n in numbers_of(task) if n not in (first, second)]
     out = []
     for _ in range(recipe.branches):
@@ -161,7 +196,8 @@ def wrong_replies(task: dict, rng: random.Random, recipe: Recipe) -> list[str]:
             out.append(f"{first}+{rng.choice(others + [first])}")
         else:
             wrong = rng.choice(others + [second])
-            out.append(f"{wrong}+{rng.choice(numbers_of(task))}")
+            rest = int(total) - int(wrong)
+            out.append(f"{wrong}+{rest}" if rest in WRITABLE_NUMBERS else wrong)
     return out
 
 
@@ -241,9 +277,10 @@ def batches(samples: list[dict], recipe: Recipe, rng: np.random.Generator):
             positions = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width, width), dtype=bool)
             y = np.full((len(rows), width), IGNORE)
+            y_also = np.full((len(rows), width), IGNORE)
             for r, row in enumerate(rows):
                 n = len(row["input_ids"])
-                x[r, :n], y[r, :n] = row["input_ids"], row["targets"]
+                x[r, :n], y[r, :n], y_also[r, :n] = row["input_ids"], row["targets"], row["also"]
                 for i, parent in enumerate(row["parents"]):
                     if parent >= 0:
                         mask[r, i] = mask[r, parent]
@@ -251,19 +288,20 @@ def batches(samples: list[dict], recipe: Recipe, rng: np.random.Generator):
                     mask[r, i, i] = True
                 mask[r, range(n, width), range(n, width)] = True  # padding sees itself, so no row is empty
             yield (torch.from_numpy(x), torch.from_numpy(positions), torch.from_numpy(mask),
-                   torch.from_numpy(y))
+                   torch.from_numpy(y), torch.from_numpy(y_also))
 
 
-def loss_of(model: TinyLlama, x, positions, mask, y, delete_weight: float) -> torch.Tensor:
-    """Cross-entropy over the targets, each delete target counting `delete_weight`: a model unsure
-    whether a state is dead then keeps writing, where greedy decoding's search would otherwise delete
-    (and ban) right tokens."""
-    logits = model(x, positions, mask)
-    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE,
-                             reduction="none")
-    y = y.reshape(-1)
-    weights = torch.where(y == DELETE, delete_weight, 1.0) * (y != IGNORE)
-    return (losses * weights).sum() / (y != IGNORE).sum()
+def loss_of(model: TinyLlama, x, positions, mask, y, y_also, recipe: Recipe) -> torch.Tensor:
+    """Cross-entropy over the targets. A state with a second target splits its weight, go_on_share to
+    going on; a lone delete target counts delete_weight."""
+    log_probs = torch.log_softmax(model(x, positions, mask).float(), -1).reshape(-1, model.config.n_vocab)
+    y, y_also = y.reshape(-1), y_also.reshape(-1)
+    first = -log_probs.gather(1, y.clamp(min=0)[:, None])[:, 0]
+    second = -log_probs.gather(1, y_also.clamp(min=0)[:, None])[:, 0]
+    shared = y_also != IGNORE
+    weights = torch.where(shared, recipe.go_on_share, torch.where(y == DELETE, recipe.delete_weight, 1.0))
+    losses = first * weights * (y != IGNORE) + second * (1 - recipe.go_on_share) * shared
+    return losses.sum() / (y != IGNORE).sum()
 
 
 def learning_rate(step: int, total: int, recipe: Recipe) -> float:
@@ -285,7 +323,7 @@ def train(model, samples, steps, recipe, rng, step0, total_steps, probe) -> None
         lr = learning_rate(step, total_steps, recipe)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = loss_of(model, *next(stream), recipe.delete_weight)
+        loss = loss_of(model, *next(stream), recipe)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -12,10 +12,11 @@ import zlib
 
 import vocab
 
-LOW, HIGH = 1, 12  # one token each (training/vocab.py): a written number is whole, so checking it needs no look-ahead
-SIZES = (4, 5, 6)  # numbers in a list
+LOW, HIGH = 1, 15  # one token each (training/vocab.py): a written number is whole, so checking it needs no look-ahead
+SIZES = (5, 6, 7)  # numbers in a list
 # Phrasings of the question; the target always comes after the list, so that reading the list cannot
-# already work out the answer. The model only ever answers "a+b", in list order.
+# already work out the answer. The model only ever answers "a+b", the smaller number first: so checking
+# a written pair needs no look-up of where its numbers stand in the list.
 QUESTIONS = (
     "Which two of {numbers} add up to {target}?",
     "Which two of {numbers} sum to {target}?",
@@ -56,7 +57,7 @@ def make_list(rng: random.Random, evaluation: bool, size: int) -> tuple[list[int
 
 def answer(numbers: list[int], target: int) -> str:
     (a, b), = pairs_adding_to(numbers, target)
-    return f"{a}+{b}"
+    return f"{min(a, b)}+{max(a, b)}"
 
 
 def question(rng: random.Random, numbers: list[int], target: int) -> str:
