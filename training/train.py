@@ -188,7 +188,6 @@ def wrong_replies(task: dict, rng: random.Random, recipe: Recipe) -> list[str]:
     """Plausible wrong replies: another of the list's numbers first, followed by its complement where it
     has one, or a wrong second number."""
     first, second = task["response"].split("+")
-    *_, total = twosum.numbers(task["prompt"])
     others = [n for n in numbers_of(task) if n not in (first, second)]
     out = []
     for _ in range(recipe.branches):
@@ -196,8 +195,8 @@ def wrong_replies(task: dict, rng: random.Random, recipe: Recipe) -> list[str]:
             out.append(f"{first}+{rng.choice(others + [first])}")
         else:
             wrong = rng.choice(others + [second])
-            rest = int(total) - int(wrong)
-            out.append(f"{wrong}+{rest}" if rest in WRITABLE_NUMBERS else wrong)
+            goes_on = complement(task, IDS[wrong])
+            out.append(wrong if goes_on is None else f"{wrong}+{TEXTS[goes_on]}")
     return out
 
 
