@@ -52,8 +52,8 @@ SERVE_MAX_BODY = 1 << 20  # bytes in one request body: far more than any context
 
 # --rpc: llama.cpp's RPC backend
 RPC_HANDSHAKE_SECONDS = 5.0  # for an rpc-server to answer our hello, over any network it is meant for
-# Mid-reply, an rpc-server silent this long is taken as gone (llama.cpp itself would wait forever): far
-# longer than a worker takes to compute one batch of a model that is worth spreading over machines.
+# While the model loads or a reply runs, an rpc-server silent this long is taken as gone (llama.cpp itself
+# would wait forever): far longer than a worker takes to compute one batch of a model worth spreading out.
 RPC_TIMEOUT_SECONDS = 300.0
 
 

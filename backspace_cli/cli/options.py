@@ -69,7 +69,8 @@ RPC_OPTIONS = [
                       " [env: BACKSPACE_RPC]."),
     click.option("--rpc-timeout", type=setting_type("rpc_timeout"), default=defaults.RPC_TIMEOUT_SECONDS,
                  show_default=True, metavar="SECONDS",
-                 help="Mid-reply, an rpc-server silent this long is taken as gone; 0 waits forever."),
+                 help="While the model loads or a reply runs, an rpc-server silent this long is taken as gone;"
+                      " 0 waits forever."),
 ]
 
 MODEL_OR = "the model's recommendation, else"
