@@ -1,5 +1,6 @@
 """backspace eval --temps: both settings at each temperature on the same seeds, one table, and a chart."""
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -84,6 +85,15 @@ def test_a_chart_in_a_format_matplotlib_is_not_asked_for_is_one_line(tasks_file,
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"Error: --plot {tmp_path / 'chart.txt'}: name a .png, .svg or .pdf file"]
     assert not (tmp_path / "chart.txt").exists()
+
+
+def test_a_plot_without_matplotlib_says_which_extra_brings_it(tasks_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without the plot extra meets
+    result = invoke(tasks_file, "--temps", "0", "--limit", "1", "--plot", tmp_path / "chart.svg")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: --plot needs matplotlib: in backspace's checkout, pip install -e '.[plot]'"]
+    assert not (tmp_path / "chart.svg").exists()
 
 
 def test_sweep_arms_are_named_by_temperature_and_greedy_is_temperature_zero():

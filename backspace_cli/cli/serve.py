@@ -1,6 +1,8 @@
 """`backspace serve`: click wiring for the OpenAI-compatible server (backspace_cli.serve does the work)."""
 import click
 
+from backspace_convert.errors import missing_extra
+
 from .. import defaults
 from .friendly import friendly_errors
 from .options import engine_options, settings_from
@@ -25,5 +27,5 @@ def serve(host, port, api_key, queue_size, **options):
     try:
         from ..serve.server import serve as run_server
     except ImportError as error:
-        raise click.ClickException(f"the server needs its extra: pip install 'backspace[serve]' ({error})") from None
+        raise missing_extra(f"the server needs starlette and uvicorn ({error})", "serve") from None
     run_server(settings_from(options), host=host, port=port, api_key=api_key or None, queue_size=queue_size)

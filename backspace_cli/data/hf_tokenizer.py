@@ -4,7 +4,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from backspace_convert.errors import UserError
+from backspace_convert.errors import UserError, missing_extra
 
 # Ends of a turn besides the EOS token, as llama.cpp's vocabulary loader also counts them (llama-vocab.cpp).
 END_OF_TURN_TEXTS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>")
@@ -43,7 +43,7 @@ class HFTokenizer:
         try:
             from tokenizers import Tokenizer
         except ImportError:
-            raise UserError("an HF tokenizer needs the tokenizers library: pip install 'backspace[hf]'") from None
+            raise missing_extra("an HF tokenizer needs the tokenizers library", "hf") from None
         self.path = Path(path)
         folder = self.path if self.path.is_dir() else self.path.parent
         file = folder / "tokenizer.json" if self.path.is_dir() else self.path

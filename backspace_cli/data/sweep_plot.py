@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from backspace_convert.atomic import atomic_output
-from backspace_convert.errors import UserError
+from backspace_convert.errors import UserError, missing_extra
 
 from .evaluation import ArmReport
 
@@ -23,7 +23,7 @@ def plot_sweep(reports: list[ArmReport], path: Path, title: str) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise UserError("--plot needs matplotlib: pip install 'backspace[plot]'") from None
+        raise missing_extra("--plot needs matplotlib", "plot") from None
     matplotlib.use("Agg")  # no display: draw into the file only
     from matplotlib import pyplot
 
