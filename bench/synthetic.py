@@ -10,6 +10,7 @@ DELETE = "<|delete|>"
 def build_wide_vocab_llama(path: Path, n_vocab: int = 262_144, n_embd: int = 256, n_layer: int = 2) -> Path:
     if path.exists():
         return path
+    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     writer = gguf.GGUFWriter(str(path.with_suffix(".partial")), "llama")
     T = gguf.TokenType
