@@ -176,3 +176,21 @@ def test_info_reports_the_backends_and_gpu_offload():
     assert "CPU" in lines["backends"].split(", ")
     assert lines["gpu offload"] == ("yes" if llama_cpp.llama_supports_gpu_offload() else "no")
     assert int(lines["threads (default)"]) >= 1
+
+
+
+@pytest.mark.parametrize("command", [["synth", "-q"], ["complete", "-n", "64", "the"]])
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(tmp_path, tiny_llama_path, command):
+    """`backspace ... | head -1`: once the reader has gone, the command stops as cat does when SIGPIPE ends
+    it (status 141), with no message."""
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"prompt": f"add {i}", "response": "the sum"}) + "\n" for i in range(50)))
+    command = [*command, samples] if command[0] == "synth" else [*command, "-m", tiny_llama_path]
+    reading, writing = os.pipe()
+    os.close(reading)  # the reader has gone before the first write
+    try:
+        result = subprocess.run([sys.executable, "-m", "backspace_cli", *map(str, command)], stdin=subprocess.DEVNULL,
+                                stdout=writing, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(writing)
+    assert (result.returncode, result.stderr) == (141, b"")

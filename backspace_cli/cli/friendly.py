@@ -1,5 +1,7 @@
 """How every command reports a problem the user can fix: one line on stderr, a non-zero exit, no traceback."""
 import functools
+import os
+import sys
 
 import click
 
@@ -7,13 +9,18 @@ from backspace_convert.errors import UserError
 
 
 def friendly_errors(interrupted: str = "interrupted"):
-    """UserError and OSError become one line and exit status 1; Ctrl-C prints `interrupted`, exits 130."""
+    """UserError and OSError become one line and exit status 1; Ctrl-C prints `interrupted`, exits 130; a
+    reader that closes the pipe early (`| head`) ends the command quietly with 141, as SIGPIPE ends cat."""
 
     def decorate(command):
         @functools.wraps(command)
         def wrapper(*args, **kwargs):
             try:
                 return command(*args, **kwargs)
+            except BrokenPipeError:
+                # Python's flush of stdout at exit would hit the closed pipe again and print its own error.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise SystemExit(141) from None
             except UserError as error:
                 raise click.ClickException(str(error)) from None
             except OSError as error:
