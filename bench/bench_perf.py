@@ -301,8 +301,8 @@ def recurrent_lines(tokens: int, runs: int, llama_bench: str) -> list[str]:
               "LFM2, width 512, 8 layers": tiny_models.build_lfm2(directory / "lfm2-512.gguf", n_embd=512,
                                                                  layers="cacc" * 2)}
     lines = ["\n| model | decode step | saving the state snapshot | share | one delete, before (a replay) | in decode steps |"
-             " one delete, now (snapshot) | share | replies with a delete at every 10th step: deletes (the model's own draws too), replays, restores |"
-             " snapshots kept |", "|---|---|---|---|---|---|---|---|---|---|"]
+             " one delete, now (snapshot) | share | replies with a delete at every 10th step: deletes (the model's own"
+             " draws too), replays, restores | snapshots kept |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, path in models.items():
         bench = Bench(path, tokens, runs, llama_bench)
         now = bench.step_costs()

@@ -2,6 +2,7 @@
 import codecs
 import json
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -217,8 +218,6 @@ def test_the_context_is_capped_at_what_the_model_was_trained_on():
 
 def readme_questions() -> list[str]:
     """The questions that the README's built-in model section suggests asking."""
-    from pathlib import Path
-
     text = (Path(__file__).parent.parent / "README.md").read_text()
     block = text.split("Ask it, for example:\n\n```\n", 1)[1].split("```", 1)[0]
     return block.strip().splitlines()

@@ -178,7 +178,6 @@ def test_info_reports_the_backends_and_gpu_offload():
     assert int(lines["threads (default)"]) >= 1
 
 
-
 @pytest.mark.parametrize("command", [["synth", "-q"], ["complete", "-n", "64", "the"]])
 def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(tmp_path, tiny_llama_path, command):
     """`backspace ... | head -1`: once the reader has gone, the command stops as cat does when SIGPIPE ends
