@@ -88,7 +88,7 @@ def test_every_packed_state_learns_the_answer_while_it_lives_and_to_back_out_onc
     tasks = twosum.tasks(300, seed=4, evaluation=False)
     answers = {t["prompt"]: t["response"] for t in tasks}
     deletes = goes_on = 0
-    for sample in train.supervised(tasks, seed=4, recipe=train.Recipe()):
+    for sample in train.supervised(tasks, seed=4, recipe=train.Recipe(), chat_share=0.05):
         ids, parents, targets, also = sample["input_ids"], sample["parents"], sample["targets"], sample["also"]
         for i, target in enumerate(targets):
             if target == train.IGNORE:
@@ -116,3 +116,20 @@ def test_every_packed_state_learns_the_answer_while_it_lives_and_to_back_out_onc
                 deletes += 1
                 assert target == train.DELETE and also[i] == train.IGNORE
     assert deletes > 300 and goes_on > 300
+
+
+def test_a_question_asked_in_a_chat_learns_only_its_own_reply():
+    """Earlier exchanges are context: their replies learn nothing, so a question asked in a chat is worth
+    one answer's training, as it is asked alone."""
+    pytest.importorskip("torch")
+    import train
+
+    tasks = twosum.tasks(200, seed=9, evaluation=False)
+    chats = 0
+    for sample in train.supervised(tasks, seed=9, recipe=train.Recipe(), chat_share=1.0):
+        ids, targets = sample["input_ids"], sample["targets"]
+        last_turn = len(ids) - ids[::-1].index(train.ASSISTANT)  # the last reply's first token
+        chats += ids.count(train.ASSISTANT) > 1
+        assert all(target == train.IGNORE for target in targets[: last_turn - 1])
+        assert targets[last_turn - 1] != train.IGNORE
+    assert chats > 190  # all but the few whose drawn history was the question itself

@@ -15,7 +15,8 @@ tokens attend only to the engine's context in that state.
 1. Supervised, on dead states made from the list's other numbers: the first numbers the model might
    wrongly choose, each with its complement, and wrong second numbers.
 2. Supervised, on the dead states that the stage-1 model itself reaches, greedily (a search, with
-   bans) and sampled, mixed with more of stage 1's.
+   bans) and sampled, mixed with more of stage 1's. Its own mistakes are what the checker must catch,
+   so this stage is the longer one; half its questions come after earlier exchanges, as in a chat.
 3. Reinforcement (GRPO): groups of sampled replies per question, with the engine's delete semantics
    (training/rollout.py); the reward is a right answer less a cost per delete, with a KL term to the
    stage-2 model.
@@ -67,7 +68,7 @@ class Recipe:
     n_ff: int = 384  # feed-forward width
     context: int = 512  # longest sequence: a chat of several questions
     stage1_steps: int = 800  # steps on dead states made from the list's other numbers
-    stage2_steps: int = 300  # steps on the stage-1 model's own dead states, mixed with stage 1's kind
+    stage2_steps: int = 1000  # steps on the stage-1 model's own dead states, mixed with stage 1's kind
     rl_steps: int = 20  # GRPO steps
     batch: int = 64  # sequences per step
     lr: float = 3e-3  # peak learning rate
@@ -78,12 +79,13 @@ class Recipe:
     delete_weight: float = 1.0  # weight of a delete target in the loss
     go_on_share: float = 0.7  # after a wrong first number, the share of its target that goes on to the complement
     dead_depth: int = 3  # dead prefixes trained per wrong reply: "x", "x+" and "x+c"
-    chat_share: float = 0.05  # share of questions asked after 1 to 5 earlier exchanges
-    own_tasks: int = 2000  # stage-2 questions on which the stage-1 model is run
+    chat_share: float = 0.05  # share of stage-1 questions asked after 1 to 5 earlier exchanges
+    stage2_chat_share: float = 0.5  # the same in stage 2, so that earlier exchanges do not cost answers in a chat
+    own_tasks: int = 8000  # stage-2 questions on which the stage-1 model is run
     own_temperature: float = 1.0  # stage 2 also samples the stage-1 model at this temperature
     rl_prompts: int = 16  # questions per GRPO step
     rl_group: int = 8  # sampled replies per question
-    rl_lr: float = 5e-5
+    rl_lr: float = 2e-5
     rl_temperature: float = 1.0
     rl_delete_cost: float = 0.02  # reward: 1 for the right answer, less this per delete
     rl_kl: float = 0.05  # weight of the KL term to the stage-2 model
@@ -144,19 +146,18 @@ def dead_targets(task: dict, reply: tuple[int, ...]) -> tuple[int, int]:
 
 
 def packed(history: list[dict], task: dict, dead: set[tuple[int, ...]], context: int) -> dict | None:
-    """One question's sample, packed as a tree: the chat with every reply learned, then each dead reply
+    """One question's sample, packed as a tree: the chat with its last reply learned, then each dead reply
     as a branch off the longest prefix of the answer it shares, each of its tokens learning its
-    dead_targets.
+    dead_targets. Earlier replies are context only: learning them too would give a question asked in a
+    chat several answers' worth of training, and the chooser would catch up with the checker.
 
     A branch token sees exactly what the engine would hold in that state: the prompt, the answer's
     prefix and the branch's own earlier tokens, at the engine's positions. `parents[i]` is the token
     before token i in its branch; `targets[i]` is what token i should predict (IGNORE: nothing), and
     `also[i]` a second target sharing the weight (IGNORE: none)."""
-    ids, targets = [BOS], [IGNORE]
-    for t in history + [task]:
-        asked, said = turn(t["prompt"]), encode(t["response"]) + [EOS]
-        ids += asked + said
-        targets += [IGNORE] * (len(asked) - 1) + said + [IGNORE]
+    ids, said = prompt_ids(history, task["prompt"]), encode(task["response"]) + [EOS]
+    targets = [IGNORE] * (len(ids) - 1) + said + [IGNORE]
+    ids += said
     if len(ids) > context:
         return None
     also = [IGNORE] * len(ids)
@@ -209,22 +210,22 @@ def dead_prefixes(text: str, response: str, depth: int) -> set[tuple[int, ...]]:
     return {tuple(reply[: split + k]) for k in range(1, depth + 1) if split + k <= len(reply)}
 
 
-def with_history(tasks: list[dict], rng: random.Random, recipe: Recipe) -> list[tuple[list[dict], dict]]:
+def with_history(tasks: list[dict], rng: random.Random, chat_share: float) -> list[tuple[list[dict], dict]]:
     """Each task, after 1 to 5 earlier exchanges (other tasks) for a share of them."""
     out = []
     for task in tasks:
-        history = rng.sample(tasks, rng.randint(1, 5)) if rng.random() < recipe.chat_share else []
+        history = rng.sample(tasks, rng.randint(1, 5)) if rng.random() < chat_share else []
         out.append(([t for t in history if t is not task], task))
     return out
 
 
-def supervised(tasks: list[dict], seed: int, recipe: Recipe,
+def supervised(tasks: list[dict], seed: int, recipe: Recipe, chat_share: float,
                own: dict[str, set[tuple[int, ...]]] | None = None) -> list[dict]:
     """One packed sample per question: its clean reply, the dead states of wrong replies made from the
     list's numbers, and the dead replies in `own` (by question) that a model reached itself."""
     rng = random.Random(seed)
     samples = []
-    for history, task in with_history(tasks, rng, recipe):
+    for history, task in with_history(tasks, rng, chat_share):
         dead = set((own or {}).get(task["prompt"], ()))
         for wrong in wrong_replies(task, rng, recipe):
             dead |= dead_prefixes(wrong, task["response"], recipe.dead_depth)
@@ -435,7 +436,7 @@ def main() -> None:
         load_weights(model, args.from_stage)
         log(f"from {args.from_stage} {probe()}")
     else:
-        stage1 = supervised(train_tasks, recipe.seed + 1, recipe)
+        stage1 = supervised(train_tasks, recipe.seed + 1, recipe, recipe.chat_share)
         log(f"stage 1: {len(stage1)} samples")
         train(model, stage1, recipe.stage1_steps, recipe, np.random.default_rng(recipe.seed + 1), 0, total, probe)
         export_gguf.export_model(model, build / "stage1.gguf")
@@ -444,7 +445,8 @@ def main() -> None:
         own = own_dead_states(model, own_tasks, recipe, generator)
         log(f"stage 2: {sum(map(len, own.values()))} dead replies of the model's own, on {len(own)} questions")
         more = twosum.tasks(recipe.stage2_steps * recipe.batch - len(own_tasks), recipe.seed + 4, False)
-        stage2 = supervised(own_tasks, recipe.seed + 3, recipe, own) + supervised(more, recipe.seed + 4, recipe)
+        stage2 = (supervised(own_tasks, recipe.seed + 3, recipe, recipe.stage2_chat_share, own)
+                  + supervised(more, recipe.seed + 4, recipe, recipe.stage2_chat_share))
         train(model, stage2, recipe.stage2_steps, recipe, np.random.default_rng(recipe.seed + 4),
               recipe.stage1_steps, total, probe)
         export_gguf.export_model(model, build / "stage2.gguf")
