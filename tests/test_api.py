@@ -12,12 +12,12 @@ from backspace_cli import Delete, Done, Token
 from backspace_cli.engine.chat_template import ChatTemplate
 
 README = Path(__file__).parent.parent / "README.md"
-QUESTION = [{"role": "user", "content": "Which two of 3 8 5 1 14 add up to 13?"}]
+QUESTION = [{"role": "user", "content": "Which two of 12 3 7 5 15 add up to 19?"}]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return backspace_cli.load(seed=6)  # the model's recommended sampling: greedy, a search that backs out of 11
+    return backspace_cli.load(seed=6)  # the model's recommended sampling: greedy, a search that backs out of 5+14
 
 
 def replay(events) -> str:

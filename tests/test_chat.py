@@ -223,9 +223,6 @@ def readme_questions() -> list[str]:
     return block.strip().splitlines()
 
 
-# Issue 15's chat goal, not met yet: the built-in model was trained on questions asked alone, and in one chat it
-# answers 1 of these 4 right (training/NOTES.md, fourth session). Strict: a model that meets it fails this marker.
-@pytest.mark.xfail(strict=True, reason="the built-in model loses answers to earlier exchanges in a chat")
 def test_the_readme_questions_asked_in_one_chat_are_mostly_answered_right():
     """One chat, each reply kept in the history as make chat keeps it: no exchange is dropped, at most one
     answer of the four is wrong, and at least one answer visibly deletes on its way."""
