@@ -248,13 +248,8 @@ def _taken_back(ids, delete):
 
 
 def _without_errors(ids, delete):
-    kept = []
-    for token in ids:
-        if token == delete:
-            kept.pop()
-        else:
-            kept.append(token)
-    return kept
+    taken = _taken_back(ids, delete)
+    return [token for position, token in enumerate(ids) if token != delete and position not in taken]
 
 
 def test_reply_errors_are_other_tokens_of_the_same_reply(builtin):
