@@ -17,10 +17,13 @@ endif
 # llama.cpp's RPC backend is always built in: `--rpc` spreads a model's layers over rpc-server workers.
 # A user's own CMAKE_ARGS (CUDA, Metal) are kept and added to.
 export CMAKE_ARGS := -DGGML_RPC=ON $(CMAKE_ARGS)
-# The wheel is built once per version and build flags, and cached outside the repo. pip's own cache
-# keys a wheel by version alone, so it would hand back a build made with other flags.
-LLAMA_BUILD := $(shell printf '%s' '$(CMAKE_ARGS) $(LLAMA_CPP_CFLAGS)' | sha256sum | cut -c1-12)
+# The wheel is built from llama-cpp-python's sdist with our llama.cpp patches (patches/llama.cpp/), once
+# per version, build flags and patches, and cached outside the repo. pip's own cache keys a wheel by
+# version alone, so it would hand back a build made with other flags or without the patches.
+LLAMA_PATCHES := $(shell cat patches/llama.cpp/*.patch | sha256sum | cut -c1-12)
+LLAMA_BUILD := $(shell printf '%s' '$(CMAKE_ARGS) $(LLAMA_CPP_CFLAGS) $(LLAMA_PATCHES)' | sha256sum | cut -c1-12)
 LLAMA_WHEELS := $(CACHE_DIR)/wheels/llama-cpp-python-$(LLAMA_CPP_PYTHON)-$(LLAMA_BUILD)
+LLAMA_SDIST := $(CACHE_DIR)/sdist/llama-cpp-python-$(LLAMA_CPP_PYTHON)
 EXTENSION := backspace_cli/engine/_min_p.c
 # The tests' extras, the server's among them (a variable: a comma in $(call) would split its argument).
 TEST_EXTRAS := [test,serve]
@@ -30,11 +33,12 @@ TEST_EXTRAS := [test,serve]
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(LLAMA_WHEELS)/.built: | $(BIN)/python
-	rm -rf $(LLAMA_WHEELS).partial
+$(LLAMA_WHEELS)/.built: | $(BIN)/python $(LLAMA_SDIST)/.downloaded
+	rm -rf $(LLAMA_WHEELS).partial $(LLAMA_WHEELS).source
+	source=$$(bash scripts/patched_llama_source.sh $(LLAMA_SDIST)/*.tar.gz $(LLAMA_WHEELS).source) && \
 	CFLAGS="$(LLAMA_CPP_CFLAGS)" CXXFLAGS="$(LLAMA_CPP_CFLAGS)" $(BIN)/python -m pip wheel --quiet --no-deps \
-		--no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS).partial llama-cpp-python==$(LLAMA_CPP_PYTHON)
-	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS)
+		--no-cache-dir -w $(LLAMA_WHEELS).partial "$$source"
+	rm -rf $(LLAMA_WHEELS).source $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS)
 	touch $@
 
 # Stamp files keep a second run fast: pip runs again only when pyproject.toml, our C extension or the
@@ -67,9 +71,9 @@ chromium:
 # llama.cpp's rpc-server, for the --rpc tests: built once from the wheel's own source, cached.
 RPC_SERVER := PYTHON=$(BIN)/python CACHE_DIR=$(CACHE_DIR) bash scripts/build_llama_tool.sh ggml-rpc-server
 
-# llama-cpp-python's sdist, for the llama.cpp converter that it vendors (vendor/llama.cpp/convert_hf_to_gguf.py,
-# with its gguf-py), which tests/test_hf_workflow.py runs: downloaded once, cached.
-LLAMA_SDIST := $(CACHE_DIR)/sdist/llama-cpp-python-$(LLAMA_CPP_PYTHON)
+# llama-cpp-python's sdist: the source of the wheel, and the llama.cpp converter that it vendors
+# (vendor/llama.cpp/convert_hf_to_gguf.py, with its gguf-py), which tests/test_hf_workflow.py runs:
+# downloaded once, cached.
 $(LLAMA_SDIST)/.downloaded: | $(BIN)/python
 	rm -rf $(LLAMA_SDIST).partial
 	$(BIN)/python -m pip download --quiet --no-binary :all: --no-deps -d $(LLAMA_SDIST).partial \
