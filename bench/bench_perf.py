@@ -317,6 +317,12 @@ def recurrent_lines(tokens: int, runs: int, llama_bench: str) -> list[str]:
                      f" {now['delete'] * 1e6:.1f} µs | {now['delete'] / now['decode']:.1%} |"
                      f" {deletes}, {sequence.rebuilds}, {sequence.restores} |"
                      f" {snapshots.bytes / 1024:.0f} KiB |")
+    # At the tests' width a step is mostly llama.cpp's fixed cost per call, so a delete's share there is
+    # set against an attention model of the same width, whose delete needs no snapshot.
+    attention = Bench(tiny_models.build_llama(directory / "tiny-llama.gguf"), tokens, runs, llama_bench).step_costs()
+    lines.append(f"\nFor comparison, the tests' tiny llama (attention only, width 64, 2 layers): a decode step"
+                 f" {attention['decode'] * 1e6:.0f} µs, one delete {attention['delete'] * 1e6:.1f} µs"
+                 f" ({attention['delete'] / attention['decode']:.1%}).")
     return lines
 
 
@@ -442,8 +448,9 @@ def report(args) -> str:
         prefills[name] = bracketed(args.runs, bench.native_pp512, {"prefill": bench.prefill})
         del llama
     build = next(iter(benches.values())).build
-    out(f"- llama-cpp-python {llama_cpp.__version__}; llama.cpp build {build} (llama-bench built from"
-        " the same vendored source)")
+    patches = ", ".join(sorted(path.name for path in (HERE.parent / "patches" / "llama.cpp").glob("*.patch")))
+    out(f"- llama-cpp-python {llama_cpp.__version__}; llama.cpp build {build} (the wheel and llama-bench built"
+        f" from the same vendored source, with patches/llama.cpp/ applied: {patches})")
     out(f"- {args.tokens} generated tokens. One warm-up round, then {args.runs} rounds in which every measure"
         " runs once, in an order that rotates from round to round. llama-bench runs first and again after"
         " every measure, and each measure is compared with the mean of the two llama-bench runs around it,"
