@@ -216,23 +216,23 @@ def test_the_context_is_capped_at_what_the_model_was_trained_on():
     assert model.n_ctx == int(model.metadata["llama.context_length"]) < 4096
 
 
-def readme_questions() -> list[str]:
-    """The questions that the README's built-in model section suggests asking."""
-    text = (Path(__file__).parent.parent / "README.md").read_text()
+def suggested_questions() -> list[str]:
+    """The questions that the built-in model's page suggests asking."""
+    text = (Path(__file__).parent.parent / "docs" / "builtin-model.md").read_text()
     block = text.split("Ask it, for example:\n\n```\n", 1)[1].split("```", 1)[0]
     return block.strip().splitlines()
 
 
-def test_the_readme_questions_asked_in_one_chat_are_mostly_answered_right():
+def test_the_suggested_questions_asked_in_one_chat_are_mostly_answered_right():
     """One chat, each reply kept in the history as make chat keeps it: no exchange is dropped, at most one
     answer of the four is wrong, and at least one answer visibly deletes on its way."""
     chat = Chat(Session(Settings()))
     right, deletes = 0, 0
-    for question in readme_questions():
+    for question in suggested_questions():
         *numbers, target = (int(number) for number in re.findall(r"\d+", question))
         (pair,) = [(a, b) for i, a in enumerate(numbers) for b in numbers[i + 1:] if a + b == target]
         turn = chat.say(question, handle=lambda event: None, on_drop=lambda count: None)
         assert turn.dropped == 0
         right += turn.done.text == "{}+{}".format(*sorted(pair))
         deletes += turn.done.counts.deletes
-    assert len(readme_questions()) == 4 and right >= 3 and deletes > 0
+    assert len(suggested_questions()) == 4 and right >= 3 and deletes > 0

@@ -13,7 +13,7 @@ openai = pytest.importorskip("openai", reason="the test extra is not installed: 
 from serve_client import OPENAI_FINISH, running_server  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is 12+7?"}]
-README = Path(__file__).parent.parent / "README.md"
+SERVE_DOCS = Path(__file__).parent.parent / "docs" / "serve.md"
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_a_wrong_key_is_the_clients_authentication_error(client):
         client.with_options(api_key="open").chat.completions.create(model="backspace-tiny", messages=QUESTION)
 
 
-def test_the_readmes_openai_example_runs_against_the_server():
-    (example,) = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+def test_the_docs_openai_example_runs_against_the_server():
+    (example,) = [block for block in re.findall(r"```python\n(.*?)```", SERVE_DOCS.read_text(), re.DOTALL)
                   if "from openai import OpenAI" in block]
     with running_server("--logit-bias", "<|delete|>=10") as server:
         code = example.replace("http://127.0.0.1:8080", server.url)
