@@ -1,4 +1,4 @@
-"""backspace: give language models a delete key. The Python API (README: From Python):
+"""backspace: give language models a delete key. The Python API (docs/python-api.md):
 
     load(model=None, **settings)     open a GGUF model, the built-in one by default
     stream_generate(model, prompt)   Token and Delete events, then Done; prompt: text or chat messages

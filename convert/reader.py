@@ -222,7 +222,7 @@ def check_gguf(path: Path, missing: str = "no such file") -> int:
         raise ConvertError(
             f"{path} looks like a Hugging Face checkpoint (config.json, *.safetensors), not a GGUF file: convert it "
             f"first with the convert_hf_to_gguf.py in llama-cpp-python's sdist, `python convert_hf_to_gguf.py "
-            f"{checkpoint} --outfile {checkpoint.resolve().name}.gguf` (README: Converting a model)"
+            f"{checkpoint} --outfile {checkpoint.resolve().name}.gguf` (docs/convert.md)"
         )
     if not path.is_file():
         raise ConvertError(f"not a file: {path}")

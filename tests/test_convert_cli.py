@@ -148,7 +148,7 @@ def test_an_hf_checkpoint_is_refused_with_the_command_that_converts_it_by_conver
     (checkpoint / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     line = (f"Error: {{}} looks like a Hugging Face checkpoint (config.json, *.safetensors), not a GGUF file: convert "
             f"it first with the convert_hf_to_gguf.py in llama-cpp-python's sdist, `python convert_hf_to_gguf.py "
-            f"{checkpoint} --outfile my-finetune.gguf` (README: Converting a model)\n")
+            f"{checkpoint} --outfile my-finetune.gguf` (docs/convert.md)\n")
     for args, given in ((["convert", str(checkpoint)], checkpoint),
                         (["inspect", str(checkpoint / "model.safetensors")], checkpoint / "model.safetensors"),
                         (["complete", "-m", str(checkpoint), "hi"], checkpoint),

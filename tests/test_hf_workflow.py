@@ -1,4 +1,4 @@
-"""The README's fine-tuned-elsewhere workflow, run with the real HF tools on a tiny model made here, with no hub:
+"""The fine-tuned-elsewhere workflow of docs/training.md and docs/convert.md, run with the real HF tools on a tiny model made here, with no hub:
 an HF tokenizer with <|delete|>, synth --tokenized, TRL's SFTTrainer, save_pretrained, llama.cpp's own
 convert_hf_to_gguf.py from the llama-cpp-python sdist, backspace convert --check, and a piped chat. It proves
 that the steps fit together, not that the model learns.
@@ -30,7 +30,7 @@ TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}: {{ m['content']
             "{% if add_generation_prompt %}<|im_start|>assistant: {% endif %}")
 SAMPLES = [{"prompt": f"What is {a}+{b}?", "response": f"{a}+{b} is {a + b}."} for a in range(1, 9) for b in range(2, 6)]
 
-# The README's SFT example (README: Training data), with a tiny run's settings.
+# The SFT example of docs/training.md, with a tiny run's settings.
 SFT = """
 import json, sys
 from datasets import load_dataset
@@ -52,7 +52,7 @@ print(json.dumps({"labels_kept": trainer.train_dataset[0]["labels"] == first["la
                   "loss": trainer.state.log_history[-1].get("train_loss")}))
 """
 
-# The README's way past `BPE pre-tokenizer was not recognized` (README: Converting a model).
+# The way past `BPE pre-tokenizer was not recognized` in docs/convert.md.
 CONVERT_GPT2_BPE = '''"""convert_hf_to_gguf.py for a self-trained byte-level BPE: its pre-tokenizer is GPT-2's."""
 import runpy, sys
 from pathlib import Path
@@ -130,7 +130,7 @@ def test_the_hf_workflow_from_a_tokenizer_to_a_chat(tmp_path):
              if label == -100 and i + 1 < len(row["input_ids"]) and row["input_ids"][i + 1] == delete_id]
     assert wrong  # ...and the wrong token before each one is masked
 
-    # A few steps of TRL's SFTTrainer on the tokenized file, as the README shows it; then save_pretrained.
+    # A few steps of TRL's SFTTrainer on the tokenized file, as docs/training.md shows it; then save_pretrained.
     (tmp_path / "sft.py").write_text(SFT)
     finetune = tmp_path / "my-finetune"
     run = python(tmp_path / "sft.py", base, tokenized, finetune, env=env)
@@ -139,12 +139,12 @@ def test_the_hf_workflow_from_a_tokenizer_to_a_chat(tmp_path):
     assert report["labels_kept"] is True  # TRL trains on synth's labels as they are, errors masked
     assert (finetune / "config.json").is_file() and (finetune / "tokenizer.json").is_file()
 
-    # llama.cpp's converter, vendored in the sdist: it refuses a self-trained BPE as the README says...
+    # llama.cpp's converter, vendored in the sdist: it refuses a self-trained BPE as docs/convert.md says...
     script = vendored_converter(tmp_path / "sdist")
     gguf_file = tmp_path / "my-finetune.gguf"
     run = python(script, finetune, "--outfile", gguf_file, "--outtype", "f32", env=env)
     assert run.returncode != 0 and "NotImplementedError: BPE pre-tokenizer was not recognized" in run.stderr
-    # ...and converts it through the README's wrapper, which names GPT-2's pre-tokenizer.
+    # ...and converts it through the wrapper in docs/convert.md, which names GPT-2's pre-tokenizer.
     (tmp_path / "convert_gpt2_bpe.py").write_text(CONVERT_GPT2_BPE)
     run = python(tmp_path / "convert_gpt2_bpe.py", script, finetune, "--outfile", gguf_file, "--outtype", "f32",
                  env=env)

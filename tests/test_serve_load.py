@@ -1,6 +1,6 @@
 """A bounded load test on 127.0.0.1: 32 clients at once, streamed and whole, chat and completions. Every
 request is answered with its own reply, every stream replays to its final text, and memory stays flat.
-The figures it prints are for the README; none is asserted."""
+The figures it prints are for docs/serve.md; none is asserted."""
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
