@@ -2,7 +2,6 @@
 import math
 import time
 from collections.abc import Callable, Generator, Sequence as Seq
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from .events import (
     Token,
 )
 from backspace_convert.errors import UserError
+from .delete_rules import OVER_BUDGET, REFUSED, DeleteRules, ReplyEdits, judge_delete
 from .model import Model
 from .sampling import LogitsProcessor, Sampler
 from .sequence import CacheSequence
@@ -31,91 +31,19 @@ class PromptTooLong(UserError):
     pass
 
 
-@dataclass(frozen=True)
-class DeleteRules:
-    """How deletes work in one reply."""
-
-    token_id: int | None  # the delete token; None: the model has none
-    marker: str | None = None  # or a plain-text marker, such as "[DELETE]", that means delete
-    # False bans the delete token, or rolls a written marker back and bans its first token there
-    # (--no-delete, the A/B baseline: plain generation that never writes the marker).
-    enabled: bool = True
-    window: int = defaults.REWIND_WINDOW  # how many of the newest tokens can be deleted
-    max_deletes: int = defaults.MAX_DELETES  # deletes per reply; one more ends the reply
-    max_per_position: int = defaults.MAX_DELETES_PER_POSITION  # then that position's token stays
-    # Ban a deleted token at its position. A greedy retry would repeat it, so greedy decoding needs
-    # this; a sampled retry is a fresh draw, and a ban would turn every wrong delete into a wrong answer.
-    ban_deleted: bool = False
-
-    @property
-    def can_delete(self) -> bool:
-        return self.enabled and (self.token_id is not None or self.marker is not None)
-
-    @property
-    def takes_back(self) -> bool:
-        """Whether a reply may roll tokens back: to delete, or, with deletes off, to remove a marker."""
-        return self.can_delete or self.marker is not None
-
-
-@dataclass
-class _Position:
-    """What is known at one position of the reply, valid only under the prefix it was made under."""
-
-    bans: set[int] = field(default_factory=set)  # tokens that may not be sampled here
-    deletes: int = 0  # tokens deleted at this position so far
-    delete_starts: set[int] = field(default_factory=set)  # tokens that began a delete right after it
-
-
-class _Reply:
-    """The reply so far: its tokens, what is known at each position, and its text."""
+class _Reply(ReplyEdits):
+    """The reply so far, as the delete rules see it, and its text."""
 
     def __init__(self, window: int) -> None:
-        self.tokens: list[int] = []
-        # What is known, only where something is: most positions never see a delete, and an empty
-        # record (a dataclass and two sets) at every step was a measurable part of the loop's cost
-        # right after each decode (bench/NOTES.md).
-        self._positions: dict[int, _Position] = {}
+        super().__init__(window)
         self.text = TokenText()
-        self.window = window
-        self.final = 0  # tokens[:final] are older than the window and can no longer be deleted
-
-    def position(self, index: int) -> _Position:
-        """What is known at `index` (len(tokens) is the position being sampled)."""
-        position = self._positions.get(index)
-        if position is None:
-            position = self._positions[index] = _Position()
-        return position
 
     def append(self, token: int, piece: bytes) -> Token:
-        self.tokens.append(token)
-        self.final = max(self.final, len(self.tokens) - self.window)
+        self.push(token)
         return Token(token, self.text.push(piece))
 
-    def pop(self) -> Delete:
-        # The next position's record was made under a prefix that is now gone.
-        self._positions.pop(len(self.tokens), None)
-        return Delete(self.tokens.pop(), self.text.pop())
-
-    def record_delete(self, token: int, start: int, ban: bool) -> None:
-        """`token` was deleted from the end, by a delete that began with `start`."""
-        position = self.position(len(self.tokens))
-        if ban:
-            position.bans.add(token)
-        position.deletes += 1
-        position.delete_starts.add(start)
-
-    def deletable(self) -> int:
-        return len(self.tokens) - self.final
-
-    def bans(self, rules: DeleteRules) -> set[int]:
-        index = len(self.tokens)
-        here, before = self._positions.get(index), self._positions.get(index - 1)
-        banned = set(here.bans) if here else set()
-        if rules.token_id is not None and not rules.enabled:
-            banned.add(rules.token_id)
-        if before and before.deletes >= rules.max_per_position:
-            banned |= before.delete_starts  # that token stays
-        return banned
+    def take_last(self) -> Delete:
+        return Delete(self.pop(), self.text.pop())
 
 
 class LogitsWindow:
@@ -249,11 +177,12 @@ class Engine:
 
                 # A delete of the last token, asked by the reply's last `trigger` tokens (a marker, never
                 # shown), which go first.
-                if not rules.enabled or reply.deletable() <= trigger:  # deletes off, or nothing to delete
+                verdict = judge_delete(rules, reply, deletes, hidden=trigger)
+                if verdict == REFUSED:  # deletes off, or nothing to delete
                     yield from self._take_back(reply, len(prompt), hidden=trigger)
                     refused += 1 if rules.enabled else 0  # with deletes off, a marker is no delete
-                    reply.position(len(reply.tokens)).bans.add(start)
-                elif deletes >= rules.max_deletes:
+                    reply.refuse(start)
+                elif verdict == OVER_BUDGET:
                     yield from self._take_back(reply, len(prompt), hidden=trigger)
                     finish = DELETE_BUDGET
                     break
@@ -292,8 +221,8 @@ class Engine:
         each, and trim the cache once (the cut waits for the next decode, so deletes in a row cost one; a
         recurrent model restores a snapshot of its state)."""
         for _ in range(hidden):
-            reply.pop()
-        deleted = [reply.pop() for _ in range(shown)]
+            reply.take_last()
+        deleted = [reply.take_last() for _ in range(shown)]
         self.sequence.trim(n_prompt + len(reply.tokens))
         return deleted
 
