@@ -1,5 +1,6 @@
 """The settings of a generation session, and the one table of the values each accepts: the command-line
 options, chat's /set and the server all check against it."""
+import math
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -8,21 +9,31 @@ from backspace_convert.errors import UserError
 from . import defaults
 
 _KIND_NAMES = {int: "an integer", float: "a float"}
+INT_LIMIT = 2**31 - 1  # llama.cpp takes integer settings as C ints
+# Sampling computes in float32: a penalty or temperature past these sizes overflows a logit or divides by 0.
+FLOAT_LIMIT = 1e30
 
 
 @dataclass(frozen=True)
 class Bounds:
-    """What a number setting accepts: its type, and a range open where a bound is None."""
+    """What a number setting accepts: its type, and a range open where a bound is None. Inside the range,
+    a number must still fit what llama.cpp and the sampler compute with."""
 
     kind: type  # int or float
     low: float | None = None
     high: float | None = None
     above: bool = False  # low itself is refused
+    any_size: bool = False  # an integer of any size means something (a seed: its low 32 bits)
 
     def accepts(self, value: int | float) -> bool:
         # Written so that every comparison with NaN fails: NaN is never in a range.
         low = self.low is None or value > self.low or (not self.above and value == self.low)
         return low and (self.high is None or value <= self.high)
+
+    def fits(self, value: int | float) -> bool:
+        if self.kind is int:
+            return self.any_size or abs(value) <= INT_LIMIT
+        return value == 0 or 1 / FLOAT_LIMIT <= abs(value) <= FLOAT_LIMIT
 
     def describe(self) -> str:
         if self.high is not None:
@@ -36,12 +47,30 @@ class Bounds:
             try:
                 number = self.kind(value)
             except ValueError:
-                raise ValueError(f"{value!r} is not {_KIND_NAMES[self.kind]}") from None
+                raise ValueError(f"{_shown(value)!r} is not {_KIND_NAMES[self.kind]}") from None
         elif isinstance(value, bool) or not isinstance(value, Integral if self.kind is int else Real):
-            raise ValueError(f"{value!r} is not {_KIND_NAMES[self.kind]}")
+            raise ValueError(f"{_shown(value)} is not {_KIND_NAMES[self.kind]}")
+        if self.kind is float:
+            number = _float(number)
         if not self.accepts(number):
-            raise ValueError(f"{value} is not {self.describe()}")
+            raise ValueError(f"{_shown(value)} is not {self.describe()}")
+        if not self.fits(number):
+            raise ValueError(f"{_shown(value)} is too {'large' if abs(number) > 1 else 'small'} to compute with")
         return number
+
+
+def _float(value: int | float) -> float:
+    """An integer too long for a float is as large as infinity, for the checks above."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _shown(value) -> str:
+    """A value as an error message quotes it: a number may be hundreds of digits long."""
+    text = str(value)
+    return text if len(text) <= 24 else text[:20] + "..."
 
 
 # Every number setting's bounds: click's options, chat's /set and serve's request fields all check by these.
@@ -52,12 +81,13 @@ BOUNDS = {
     "top_p": Bounds(float, 0, 1),
     "min_p": Bounds(float, 0, 1),
     "repeat_penalty": Bounds(float, 0, above=True),
-    "seed": Bounds(int),
+    "seed": Bounds(int, any_size=True),
     "ctx_size": Bounds(int, 16),
     "threads": Bounds(int, 1),
     "gpu_layers": Bounds(int),
     "max_deletes": Bounds(int, 0),
     "rpc_timeout": Bounds(float, 0),
+    "logit_bias": Bounds(float, -100, 100),  # each bias: OpenAI's range, where -100 bans a token
 }
 
 
@@ -103,8 +133,9 @@ class Settings:
     )}
 
     def __post_init__(self) -> None:
-        for name in BOUNDS:
-            value = getattr(self, name)
+        values = [(name, getattr(self, name)) for name in BOUNDS if name != "logit_bias"]
+        values += [("logit_bias", bias) for _, bias in self.logit_bias]
+        for name, value in values:
             if value is not None:
                 try:
                     self.parse(name, value)

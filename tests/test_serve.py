@@ -148,9 +148,27 @@ def assert_openai_error(status, headers, body, expected_status, param=None):
     ({"messages": QUESTION, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"messages": QUESTION, "logit_bias": {"no such token": 1}}, "logit_bias"),
     ({"messages": QUESTION, "n": 2}, "n"),
+    (b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),  # deeper than any parser recurses
+    ({"messages": [{"role": "user", "content": "\ud800"}]}, None),  # half a UTF-16 pair: no character
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a\udfffb"}]}]}, None),
+    ({"messages": [{"role": ["user"], "content": "hi"}]}, "messages[0].role"),
+    ({"messages": QUESTION, "temperature": 10**400}, "temperature"),  # no float holds it
+    ({"messages": QUESTION, "repeat_penalty": 10**400}, "repeat_penalty"),
+    ({"messages": QUESTION, "repeat_penalty": 1e308}, "repeat_penalty"),  # a float, but logits overflow
+    ({"messages": QUESTION, "repeat_penalty": 1e-308}, "repeat_penalty"),
+    ({"messages": QUESTION, "logit_bias": {"1": 10**400}}, "logit_bias"),
+    ({"messages": QUESTION, "logit_bias": {"1": 1e308}}, "logit_bias"),
+    ({"messages": QUESTION, "top_k": 10**400}, "top_k"),
 ])
 def test_a_bad_chat_request_gets_an_openai_error_with_a_4xx(server, body, param):
     assert_openai_error(*server.post(CHAT, body), 400, param)
+    log = server.output()
+    assert "Traceback" not in log and "Warning" not in log, log
+
+
+@pytest.mark.parametrize("prompt", ["\ud800", ["\udc00x"]])
+def test_a_prompt_with_a_lone_surrogate_is_refused(server, prompt):
+    assert_openai_error(*server.post(COMPLETIONS, {"prompt": prompt}), 400)
 
 
 def test_a_prompt_longer_than_the_context_is_refused(server):

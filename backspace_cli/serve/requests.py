@@ -1,5 +1,6 @@
 """Request bodies of /v1/chat/completions and /v1/completions, checked and turned into what the worker runs."""
 import json
+import re
 from dataclasses import dataclass, field
 
 from ..settings import BOUNDS, Settings
@@ -19,6 +20,8 @@ SETTING_FIELDS = {
 }
 ROLES = {"system", "user", "assistant", "developer"}  # developer: OpenAI's newer name for system
 MAX_STOPS = 4  # as OpenAI allows
+# JSON's \\u escapes can spell half of a UTF-16 pair alone; Python keeps it, and nothing can encode it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -34,13 +37,33 @@ class ApiRequest:
 
 
 def parse_json(body: bytes) -> dict:
+    """The body as a JSON object whose every string is valid Unicode; else a 400."""
     try:
         value = json.loads(body, parse_constant=_refuse_constant)  # Python's json takes NaN and Infinity
+    except RecursionError:
+        raise ApiError(400, "the body is not valid JSON: it nests too deeply", code="invalid_json") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, f"the body is not valid JSON: {error}", code="invalid_json") from None
     if not isinstance(value, dict):
         raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+    if any(LONE_SURROGATE.search(text) for text in _strings(value)):
+        raise ApiError(400, "the body is not valid JSON: it holds a lone surrogate (\\ud800 to \\udfff), "
+                       "which is no character", code="invalid_json")
     return value
+
+
+def _strings(value):
+    """Every string in a parsed JSON value, keys included, walked without recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def _type_error(name: str, wanted: str) -> ApiError:
@@ -93,8 +116,8 @@ def _messages(body: dict) -> list[dict[str, str]]:
         if not isinstance(message, dict):
             raise _type_error(f"messages[{index}]", "an object with a role and a content")
         role = message.get("role")
-        if role not in ROLES:
-            raise ApiError(400, f"messages[{index}].role: {role!r} is not one of {', '.join(sorted(ROLES))}",
+        if not isinstance(role, str) or role not in ROLES:
+            raise ApiError(400, f"messages[{index}].role must be one of {', '.join(sorted(ROLES))}",
                            param=f"messages[{index}].role", code="invalid_value")
         role = "system" if role == "developer" else role
         parsed.append({"role": role, "content": _content(index, message.get("content"))})
@@ -129,9 +152,7 @@ def _logit_bias(body: dict) -> list[tuple[str, float]]:
         return []
     if not isinstance(bias, dict):
         raise _type_error("logit_bias", "an object of token: bias")
-    if any(isinstance(value, bool) or not isinstance(value, (int, float)) for value in bias.values()):
-        raise _type_error("logit_bias", "an object of token: number")
-    return [(token, float(value)) for token, value in bias.items()]
+    return [(token, _setting("logit_bias", "logit_bias", value)) for token, value in bias.items()]
 
 
 def _unsupported(body: dict) -> None:
