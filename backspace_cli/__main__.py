@@ -1,4 +1,4 @@
 """`python -m backspace_cli` runs the command line."""
-from .cli.main import main
+from .cli.entry import main
 
 main()

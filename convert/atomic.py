@@ -7,12 +7,14 @@
 - A character device or a FIFO (`/dev/null`, `/dev/stdout`, a named pipe) is written into, as `cp` and
   shells do. Nothing is replaced, so it needs no `force`. A block device, a socket or a directory is
   refused with one line.
+- An output that is one of the command's inputs is refused, whether named as it, through a symlink or
+  as a hard link: the input is never modified.
 """
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -57,8 +59,7 @@ def _exists(target: Path) -> UserError:
 def _check(target: Path, force: bool, source: Path | None) -> bool:
     """Refuse, before any work, an output that cannot or may not be written; True for a device or a
     FIFO, which is written into."""
-    if source is not None and _same_file(target, source):
-        raise UserError(f"the output would overwrite the input {source}: the input is never modified")
+    never_an_input(target, [source] if source is not None else [])
     try:
         mode = os.stat(target).st_mode  # through any symlinks
     except (FileNotFoundError, NotADirectoryError):
@@ -83,11 +84,22 @@ def _check(target: Path, force: bool, source: Path | None) -> bool:
     return False
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def never_an_input(target: Path, inputs: Iterable[Path]) -> None:
+    """Refuse, before any work, an output that is the same regular file (device and inode) as an input.
+    A terminal or a FIFO may be both (`-` in, `/dev/stdout` out): writing into it replaces nothing."""
     try:
-        return os.path.samefile(a, b)
-    except OSError:  # either is missing
-        return False
+        written = os.stat(target)  # through any symlinks
+    except OSError:  # not there yet, so no input is it
+        return
+    if not stat.S_ISREG(written.st_mode):
+        return
+    for source in inputs:
+        try:
+            read = os.stat(source)
+        except OSError:  # a missing input is reported by its reader
+            continue
+        if (read.st_dev, read.st_ino) == (written.st_dev, written.st_ino):
+            raise UserError(f"the output would overwrite the input {source}: the input is never modified")
 
 
 @contextmanager

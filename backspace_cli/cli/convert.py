@@ -3,7 +3,6 @@
 Registered in cli.py with `main.add_command(convert)` and `main.add_command(inspect)`. Module-level
 imports stay cheap (no gguf, numpy or llama_cpp) so that `backspace --help` answers at once.
 """
-import signal
 from functools import partial
 from pathlib import Path
 
@@ -14,18 +13,6 @@ from backspace_convert import defaults, keys
 from .friendly import friendly_errors
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
-
-
-def _interrupt_on_sigterm() -> None:
-    """A kill (SIGTERM) cleans up like Ctrl-C: the partial output is removed."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (CliRunner in a worker): keep the default
-        pass
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -47,7 +34,7 @@ def _interrupt_on_sigterm() -> None:
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @click.option("--check", is_flag=True,
               help="Also run both models in llama.cpp and require bit-identical logits for every original token.")
-@friendly_errors("interrupted: nothing was written")
+@friendly_errors("interrupted: nothing was written", writes_files=True)
 def convert(model, output, mode, token, reuse, rows, init, marker, force, check):
     """Make MODEL (a GGUF file) a backspace model: give it a delete token.
 
@@ -59,7 +46,6 @@ def convert(model, output, mode, token, reuse, rows, init, marker, force, check)
     from backspace_convert.plan import ConvertSpec
     from backspace_convert.progress import copy_progress
 
-    _interrupt_on_sigterm()
     spec = ConvertSpec(mode=mode, token=token, reuse=reuse, rows=rows, init=init, marker=marker)
     check_logits = None
     if check:  # only --check needs llama.cpp

@@ -1,10 +1,11 @@
 """The data commands, `backspace synth` and `backspace eval`: click wiring only; the work is elsewhere."""
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
-from backspace_convert.atomic import output_stream
+from backspace_convert.atomic import never_an_input, output_stream
 
 from .. import defaults
 from .friendly import friendly_errors
@@ -28,10 +29,29 @@ def _parse_temps(context, parameter, value):
 
 
 def _count_lines(path: str) -> int | None:
-    if path == "-":
+    """The progress bar's total; a pipe (`-`, /dev/stdin) is read once only, so it has none."""
+    if path == "-" or not os.path.isfile(path):
         return None
     with open(path, "rb") as file:
         return sum(1 for _ in file)
+
+
+def _stream(path: str, name: str) -> str:
+    """`-` is the process's standard input or output: the file that /dev/stdin or /dev/stdout is."""
+    return f"/dev/{name}" if path == "-" else path
+
+
+def _refuse_inputs_as_outputs(outputs: list[str | None], inputs: list[str | None]) -> None:
+    """Before any work: no output may replace an input, whatever name it is given."""
+    sources = [Path(path) for path in inputs if path is not None]
+    for output in outputs:
+        if output is not None:
+            never_an_input(Path(output), sources)
+
+
+def _open_input(path: str):
+    """Bytes that are not UTF-8 are kept (as surrogates), so that the reader refuses their line by its number."""
+    return click.open_file(path, encoding="utf-8", errors="surrogateescape")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -58,7 +78,7 @@ def _count_lines(path: str) -> int | None:
 @click.option("--seed", type=int, default=defaults.SYNTH_SEED, show_default=True)
 @click.option("--marker", help='Write this text for a delete instead of the delete token, e.g. "[DELETE]".')
 @click.option("-q", "--quiet", is_flag=True, help="No statistics at the end.")
-@friendly_errors()
+@friendly_errors(writes_files=True)
 def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, error_tokens, top_k, seed,
           marker, quiet):
     """Make training data with deletes: inject errors into correct samples, each followed by its delete.
@@ -68,16 +88,19 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
     """
     from rich.console import Console
 
-    from ..data.synth import SynthOptions, open_synthesizer, run_synth, stats_tables
+    from ..data.synth import SynthOptions, open_synthesizer, parse_strategy, run_synth, stats_tables
 
     if marker == "":
         raise click.ClickException("--marker must not be empty")
+    _, strategy_model = parse_strategy(strategy)
+    _refuse_inputs_as_outputs([_stream(output, "stdout"), tokenized],
+                              [_stream(input_path, "stdin"), tokenizer, strategy_model])
     options = SynthOptions(rate=rate, max_errors=max_errors, error_tokens=error_tokens, seed=seed,
                            marker=marker, top_k=top_k)
     console = Console(stderr=True)
     total = _count_lines(input_path)
     synthesizer = open_synthesizer(strategy, tokenizer, options, tokenized=tokenized is not None)
-    with click.open_file(input_path, encoding="utf-8") as source, \
+    with _open_input(input_path) as source, \
             (click.open_file("-", "w") if output == "-" else output_stream(output, force=True)) as out, \
             (output_stream(tokenized, force=True) if tokenized else nullcontext()) as tokens:
         stats = run_synth(source, out, tokens, synthesizer, total=total, console=console)
@@ -108,7 +131,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
 @rpc_options
-@friendly_errors()
+@friendly_errors(writes_files=True)
 def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
     delete token banned (--no-delete), with the same seeds.
@@ -134,7 +157,8 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
         chart_format(Path(plot))
     settings = settings_from(options)
     settings.model = model_or_builtin(settings.model)  # as the report names it
-    with click.open_file(tasks_path, encoding="utf-8") as lines:
+    _refuse_inputs_as_outputs([answers, plot], [_stream(tasks_path, "stdin"), settings.model])
+    with _open_input(tasks_path) as lines:
         tasks = read_tasks(lines)[:limit]
     evaluator = Evaluator(Session(settings), raw=raw, scoring=scoring, greedy=greedy, temps=temps)
     errors = Console(stderr=True)

@@ -10,11 +10,32 @@ from .data import eval_command, synth
 from .friendly import friendly_errors
 from .options import engine_options, settings_from
 from .serve import serve
+from .train import train
+from .signals import INTERRUPTED_STATUS
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class OneLineUsageErrors(click.Group):
+    """A bad command line (an unknown option, a value out of range, a directory where a file goes) is one
+    line, as every other error is, in place of click's usage block: -h shows the usage."""
+
+    def parse_args(self, ctx, args):
+        if not args:  # `backspace` alone: click answers with the help
+            return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            raise click.UsageError(error.format_message()) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            raise click.UsageError(error.format_message()) from None
+
+
+@click.group(cls=OneLineUsageErrors, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="backspace")
 def main():
     """backspace: language models with a delete key.
@@ -40,7 +61,7 @@ def complete(prompt, output_format, trace, **options):
     settings = settings_from(options)
     done = run_complete(settings, read_prompt(prompt), output_format or default_format(), trace)
     if done.finish_reason == "interrupted":
-        raise SystemExit(130)
+        raise SystemExit(INTERRUPTED_STATUS)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -71,7 +92,7 @@ def chat(message, system, output_format, trace, resume, **options):
 
     done = run_once(settings, system, read_prompt(message), output_format or default_format(), trace, resume)
     if done.finish_reason == "interrupted":
-        raise SystemExit(130)
+        raise SystemExit(INTERRUPTED_STATUS)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -88,3 +109,4 @@ main.add_command(inspect)
 main.add_command(synth)
 main.add_command(eval_command)
 main.add_command(serve)
+main.add_command(train)
