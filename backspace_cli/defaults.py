@@ -49,6 +49,7 @@ SERVE_PORT = 8080  # llama-server's port, so that tools set up for it find this 
 SERVE_QUEUE = 64  # requests that may wait for the model; past them, 503 with Retry-After
 SERVE_RETRY_AFTER_S = 1  # what that 503 asks: the queue moves on at every reply
 SERVE_MAX_BODY = 1 << 20  # bytes in one request body: far more than any context holds as text
+SERVE_UPLOAD_SECONDS = 30.0  # for a request body to arrive whole: a slow link sends SERVE_MAX_BODY in far less
 
 # --rpc: llama.cpp's RPC backend
 RPC_HANDSHAKE_SECONDS = 5.0  # for an rpc-server to answer our hello, over any network it is meant for

@@ -1,6 +1,5 @@
-"""The ASGI app: the OpenAI routes, the page, API keys, body limits, and a JSON error for every refusal."""
+"""The ASGI app: the OpenAI routes, the page, who may call them, and a JSON error for every refusal."""
 import asyncio
-import hmac
 import json
 import time
 from contextlib import asynccontextmanager
@@ -8,34 +7,24 @@ from importlib.resources import files
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import defaults
 from ..engine.events import Done
+from .access import ANY, Access, AccessGuard, authorize
 from .errors import FAILED, ApiError
 from .requests import parse_json, parse_request
 from .responses import Shapes, models
+from .uploads import Uploads
 from .worker import Job, Worker
 
 PAGE = ("backspace_cli.serve", "page")
 # The page runs its own script and style only, and never anything a reply could smuggle in.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'", "X-Content-Type-Options": "nosniff"}
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    too_big = ApiError(413, f"the request body is over {limit} bytes", code="body_too_large")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_big
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_big
-    return bytes(body)
 
 
 def _sse(data: dict | str) -> bytes:
@@ -111,20 +100,12 @@ class JobResponse:
         await send({"type": "http.response.body", "body": _sse("[DONE]"), "more_body": False})
 
 
-def make_app(worker: Worker, model: str, api_key: str | None = None,
-             max_body: int = defaults.SERVE_MAX_BODY) -> Starlette:
+def make_app(worker: Worker, model: str, access: Access, uploads: Uploads, api_key: str | None = None) -> Starlette:
     created = int(time.time())
 
-    def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
-            raise ApiError(401, "a valid API key is needed: Authorization: Bearer KEY", code="invalid_api_key")
-
     async def generation(request: Request, chat: bool) -> JobResponse:
-        authorize(request)
-        body = parse_request(parse_json(await read_body(request, max_body)), chat)
+        authorize(request, api_key)
+        body = parse_request(parse_json(await uploads.read(request)), chat)
         return JobResponse(worker.submit(body), Shapes(chat, model))
 
     async def chat_completions(request: Request) -> JobResponse:
@@ -134,7 +115,7 @@ def make_app(worker: Worker, model: str, api_key: str | None = None,
         return await generation(request, chat=False)
 
     async def list_models(request: Request) -> JSONResponse:
-        authorize(request)
+        authorize(request, api_key)
         return JSONResponse(models(model, created))
 
     async def health(request: Request) -> JSONResponse:
@@ -162,7 +143,13 @@ def make_app(worker: Worker, model: str, api_key: str | None = None,
         finally:
             await asyncio.to_thread(worker.close)
 
+    middleware = [Middleware(AccessGuard, access=access)]
+    if access.origins:  # so that the pages of the origins allowed can read the replies too
+        middleware.append(Middleware(CORSMiddleware, allow_origins=["*"] if ANY in access.origins else
+                                     sorted(access.origins), allow_methods=["GET", "POST"],
+                                     allow_headers=["Authorization", "Content-Type"]))
     return Starlette(
+        middleware=middleware,
         routes=[
             Route("/", page),
             Mount("/page", StaticFiles(packages=[PAGE]), name="page"),
