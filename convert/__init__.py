@@ -8,7 +8,8 @@ mode and the Edit), rows and quantize (new rows in any tensor type), sink and st
 copy), atomic (every output file: its checks and its write), verify (the structure check), convert
 (the whole command as a function), inspection (`backspace inspect`), progress (the rich bar), keys
 (the file-format contract: metadata keys, delete-token names and the delete-token lookup), defaults
-(the converter's own).
+(the converter's own); hf_checkpoint (a Hugging Face checkpoint folder to a backspace GGUF in one step),
+with llama_sdist (llama.cpp's converter from the pinned sdist) and hf_runner (which runs it).
 """
 import importlib
 
@@ -17,6 +18,7 @@ import importlib
 _EXPORTS = {
     "Result": "convert",
     "convert_file": "convert",
+    "convert_checkpoint": "hf_checkpoint",
     "default_output": "convert",
     "inspect_model": "inspection",
     "CONVERTER_VERSION": "keys",

@@ -213,16 +213,15 @@ class _CannotFit(ConvertError):
 
 def check_gguf(path: Path, missing: str = "no such file") -> int:
     """The checks made before gguf-py or llama.cpp parses a file, each failure one line (ConvertError):
-    it exists (else `missing`), is not a Hugging Face checkpoint (which needs llama.cpp's converter first),
+    it exists (else `missing`), is not a Hugging Face checkpoint (which `backspace convert` turns into a GGUF),
     is a file, is not empty, and has GGUF's magic and a version that both read. Returns its size."""
     if not path.exists():
         raise ConvertError(f"{missing}: {path}")
     checkpoint = _hf_checkpoint(path)
     if checkpoint is not None:
         raise ConvertError(
-            f"{path} looks like a Hugging Face checkpoint (config.json, *.safetensors), not a GGUF file: convert it "
-            f"first with the convert_hf_to_gguf.py in llama-cpp-python's sdist, `python convert_hf_to_gguf.py "
-            f"{checkpoint} --outfile {checkpoint.resolve().name}.gguf` (docs/convert.md)"
+            f"{path} looks like a Hugging Face checkpoint (config.json, *.safetensors), not a GGUF file: make one "
+            f"with `backspace convert {checkpoint}` (docs/convert.md)"
         )
     if not path.is_file():
         raise ConvertError(f"not a file: {path}")

@@ -146,10 +146,9 @@ def test_an_hf_checkpoint_is_refused_with_the_command_that_converts_it_by_conver
     checkpoint = tmp_path / "my-finetune"
     checkpoint.mkdir()
     (checkpoint / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
-    line = (f"Error: {{}} looks like a Hugging Face checkpoint (config.json, *.safetensors), not a GGUF file: convert "
-            f"it first with the convert_hf_to_gguf.py in llama-cpp-python's sdist, `python convert_hf_to_gguf.py "
-            f"{checkpoint} --outfile my-finetune.gguf` (docs/convert.md)\n")
-    for args, given in ((["convert", str(checkpoint)], checkpoint),
+    line = (f"Error: {{}} looks like a Hugging Face checkpoint (config.json, *.safetensors), not a GGUF file: make one "
+            f"with `backspace convert {checkpoint}` (docs/convert.md)\n")
+    for args, given in ((["convert", str(checkpoint / "model.safetensors")], checkpoint / "model.safetensors"),
                         (["inspect", str(checkpoint / "model.safetensors")], checkpoint / "model.safetensors"),
                         (["complete", "-m", str(checkpoint), "hi"], checkpoint),
                         (["chat", "-m", str(checkpoint), "hi"], checkpoint)):
@@ -157,7 +156,7 @@ def test_an_hf_checkpoint_is_refused_with_the_command_that_converts_it_by_conver
         assert result.exit_code == 1 and result.stderr == line.format(given), args
     (checkpoint / "model.safetensors").unlink()
     (checkpoint / "config.json").write_text("{}")  # a config alone says so too
-    assert "looks like a Hugging Face checkpoint" in CliRunner().invoke(convert, [str(checkpoint)]).stderr
+    assert "looks like a Hugging Face checkpoint" in CliRunner().invoke(inspect, [str(checkpoint)]).stderr
 
 
 def test_appending_beside_reserved_tokens_names_them_and_suggests_reuse(tmp_path):

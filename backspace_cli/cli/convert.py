@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from backspace_convert import defaults, keys
+from backspace_convert import defaults, hf_checkpoint, keys
+from backspace_convert.errors import UserError
 
 from .friendly import friendly_errors
 
@@ -19,6 +20,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Where to write the converted model [default: MODEL.backspace.gguf next to MODEL].")
+@click.option("--outtype", type=click.Choice(hf_checkpoint.OUTTYPES), metavar="|".join(hf_checkpoint.OUTTYPES),
+              help=f"A checkpoint folder's tensor type [default: {defaults.OUTTYPE}: bf16 if saved so, else f16].")
 @click.option("--mode", type=click.Choice(keys.MODES), default="auto", show_default=True,
               help="auto marks the token if the vocabulary has it, reuses with --reuse, else appends.")
 @click.option("--token", "token", default=keys.DELETE_TOKEN_TEXT, show_default=True, metavar="TEXT",
@@ -35,17 +38,34 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 @click.option("--check", is_flag=True,
               help="Also run both models in llama.cpp and require bit-identical logits for every original token.")
 @friendly_errors("interrupted: nothing was written", writes_files=True)
-def convert(model, output, mode, token, reuse, rows, init, marker, force, check):
-    """Make MODEL (a GGUF file) a backspace model: give it a delete token.
+def convert(model, output, outtype, mode, token, reuse, rows, init, marker, force, check):
+    """Make MODEL (a GGUF file, or a Hugging Face checkpoint folder) a backspace model: give it a delete token.
 
-    The mode is chosen automatically and reported: mark (the token is already in the vocabulary),
-    reuse (--reuse: rename a reserved token), append (add a token and one row to the embeddings), or
-    marker (--marker: the model writes plain text to delete). The input is never modified.
+    For a GGUF, the mode is chosen automatically and reported: mark (the token is already in the
+    vocabulary), reuse (--reuse: rename a reserved token), append (add a token and one row to the
+    embeddings), or marker (--marker: the model writes plain text to delete). A checkpoint folder (what
+    save_pretrained writes) is converted to GGUF with llama.cpp's convert_hf_to_gguf.py, fetched once,
+    and its tokenizer's delete token is marked. The input is never modified.
     """
     from backspace_convert.convert import convert_file
     from backspace_convert.plan import ConvertSpec
     from backspace_convert.progress import copy_progress
 
+    if model.is_dir():
+        # A folder's tokenizer has the delete token, which is marked: no tensor of llama.cpp's conversion changes.
+        gguf_only = {"--mode": mode not in ("auto", "mark"), "--reuse": reuse, "--rows": rows, "--init": init,
+                     "--marker": marker, "--check": check}
+        for option, given in gguf_only.items():
+            if given:
+                raise UserError(f"{option} is for a GGUF file, not a checkpoint folder (whose tokenizer's delete "
+                                "token is marked)")
+        written = hf_checkpoint.convert_checkpoint(model, output, outtype=outtype or defaults.OUTTYPE, token=token,
+                                                   force=force, report=partial(click.echo, err=True))
+        size = f" ({written.stat().st_size / 1e6:,.1f} MB, structure checked)" if written.is_file() else ""
+        click.echo(f"wrote {written}{size}", err=not written.is_file())
+        return
+    if outtype is not None:
+        raise UserError("--outtype is for a checkpoint folder: a GGUF file keeps its tensor types")
     spec = ConvertSpec(mode=mode, token=token, reuse=reuse, rows=rows, init=init, marker=marker)
     check_logits = None
     if check:  # only --check needs llama.cpp
