@@ -8,10 +8,8 @@ from .settings import Settings
 # The engine loads llama_cpp, so each function imports it when called: `import backspace_cli`, and
 # with it `backspace --help`, stays quick.
 if TYPE_CHECKING:
+    from .engine.prompt import Prompt
     from .engine.session import Session
-
-# A raw prompt to continue, or chat messages ({"role": ..., "content": ...}) for the model's template.
-Prompt = str | list[dict[str, str]]
 
 
 def load(model: str | None = None, **settings) -> "Session":
@@ -22,18 +20,15 @@ def load(model: str | None = None, **settings) -> "Session":
     return Session(Settings(model=model, **settings))
 
 
-def stream_generate(session: "Session", prompt: Prompt) -> Generator[Event, None, None]:
-    """Token and Delete events as the reply is written, then one Done; replaying them gives Done.text."""
-    if isinstance(prompt, str):
-        tokens = session.model.tokenize(prompt, add_bos=True)
-    else:
-        from .engine.chat_template import ChatTemplate
+def stream_generate(session: "Session", prompt: "Prompt") -> Generator[Event, None, None]:
+    """Token and Delete events as the reply is written, then one Done; replaying them gives Done.text.
+    `prompt`: raw text to continue, or chat messages; no text of either is read for control tokens."""
+    from .engine.prompt import prompt_tokens
 
-        tokens = ChatTemplate(session.model).tokens(prompt)
-    return session.generate(tokens)
+    return session.generate(prompt_tokens(session.model, prompt))
 
 
-def generate(session: "Session", prompt: Prompt) -> Done:
+def generate(session: "Session", prompt: "Prompt") -> Done:
     """The reply's Done record: its final text, why it ended, its counts and timings."""
     from .engine.engine import consume
 

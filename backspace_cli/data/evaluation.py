@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DeleteToken
+from ..engine.prompt import prompt_tokens
 from ..engine.session import Session
 from ..settings import Settings
 from .jsonl import bad_line, read_json_lines
@@ -158,9 +159,8 @@ class Evaluator:
                 "delete_token": s.delete_token, "temps": self.temps}
 
     def prompt_tokens(self, prompt: str) -> list[int]:
-        if self.template is None:
-            return self.session.model.tokenize(prompt, add_bos=True)
-        return self.template.tokens([{"role": "user", "content": prompt}])
+        messages = prompt if self.template is None else [{"role": "user", "content": prompt}]
+        return prompt_tokens(self.session.model, messages, self.template)
 
     def answer(self, prompt: list[int], arm: EvalArm, seed: int, task: Task) -> Outcome:
         self.session.settings = arm.settings(self.settings, seed)

@@ -11,6 +11,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from .. import defaults
 from backspace_convert.errors import UserError
+from . import markup
 from .model import Model
 
 # For models that ship no template: ChatML, the format most small instruct models are tuned on.
@@ -90,8 +91,14 @@ class ChatTemplate:
         raise TemplateError(f"the chat template ({self.source}) {reason}")
 
     def tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        # The template writes the special tokens (BOS included) itself.
-        return self._model.tokenize(self.render(messages), add_bos=False, special=True)
+        """The prompt's tokens, where only the template's own markup (BOS included) is read for control
+        tokens: each message's text is text, whatever it spells."""
+        for number, message in enumerate(messages, 1):
+            if not isinstance(message.get("content"), str):
+                raise UserError(f"message {number}'s content is not text")
+        rendered = self.render(messages)
+        with_stand_ins = self.render(markup.stand_ins(messages))
+        return markup.tokens(self._model, markup.pieces(messages, with_stand_ins, rendered))
 
 
 def _bounded(chunks: Iterator[str]) -> Iterator[str]:

@@ -12,6 +12,7 @@ from .. import defaults
 from ..engine.chat_template import ChatTemplate
 from ..engine.engine import PromptTooLong
 from ..engine.events import Done
+from ..engine.prompt import prompt_tokens
 from ..engine.session import Session
 from .errors import FAILED, ApiError
 from .reply import ReplyStream, Step
@@ -131,10 +132,7 @@ class Worker:
                 return
 
     def _tokens(self, request: ApiRequest) -> list[int]:
-        if request.chat:
-            tokens = self.template.tokens(request.prompt)
-        else:
-            tokens = self.session.model.tokenize(request.prompt, add_bos=True)
+        tokens = prompt_tokens(self.session.model, request.prompt, self.template)
         if not tokens:
             raise ApiError(400, "the prompt is empty", param="prompt", code="invalid_value")
         return tokens
