@@ -1,17 +1,18 @@
-"""Replies sampled from a TinyLlama in torch with the engine's delete semantics, and their steps' log-probs.
+"""Replies sampled from a TinyLlama in torch under the engine's own delete rules, and their steps' log-probs.
 
-A mirror of backspace_cli.engine.engine's generation loop, for the trainer: a delete removes the last
+The rules are backspace_cli.engine.delete_rules, the module the engine runs: a delete removes the last
 token from the context, so the next draw comes from the context before it; greedy decoding bans the
 deleted token at its position; after max_per_position deletes at a position its token stays; a delete
 with nothing to remove is refused and banned there; the delete budget ends the reply. The trainer has
 no KV cache: each step recomputes the short sequence. tests/test_training_rollout.py replays rollouts
 through the engine to hold the two to the same behaviour.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from backspace_cli import defaults
+from backspace_cli.engine.delete_rules import OVER_BUDGET, REFUSED, DeleteRules, ReplyEdits, judge_delete
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,10 @@ class Rules:
     greedy: bool  # argmax, and a deleted token is banned at its position (the engine's ban_deleted)
     enabled: bool = True  # False bans the delete token everywhere (--no-delete)
     max_tokens: int = defaults.MAX_TOKENS
-    max_deletes: int = defaults.MAX_DELETES
-    max_per_position: int = defaults.MAX_DELETES_PER_POSITION
-    window: int = defaults.REWIND_WINDOW
 
-
-@dataclass
-class _Position:
-    bans: set[int] = field(default_factory=set)
-    deletes: int = 0
-    delete_starts: set[int] = field(default_factory=set)
+    @property
+    def engine_rules(self) -> DeleteRules:
+        return DeleteRules(token_id=self.delete, enabled=self.enabled, ban_deleted=self.greedy)
 
 
 @dataclass
@@ -48,26 +43,22 @@ class Rollout:
     def __init__(self, prompt: list[int], rules: Rules) -> None:
         self.prompt = list(prompt)
         self.rules = rules
-        self.tokens: list[int] = []
-        self.positions: dict[int, _Position] = {}
-        self.final = 0
+        self._delete_rules = rules.engine_rules
+        self._reply = ReplyEdits(self._delete_rules.window)
         self.deletes = 0
         self.steps: list[Step] = []
         self.finish: str | None = None
+
+    @property
+    def tokens(self) -> list[int]:
+        return self._reply.tokens
 
     @property
     def context(self) -> list[int]:
         return self.prompt + self.tokens
 
     def bans(self) -> set[int]:
-        index = len(self.tokens)
-        here, before = self.positions.get(index), self.positions.get(index - 1)
-        banned = set(here.bans) if here else set()
-        if not self.rules.enabled:
-            banned.add(self.rules.delete)
-        if before and before.deletes >= self.rules.max_per_position:
-            banned |= before.delete_starts
-        return banned
+        return self._reply.bans(self._delete_rules)
 
     def ended(self, n_ctx: int) -> bool:
         """Whether the reply has ended, checking its length first as the engine does before each draw."""
@@ -79,30 +70,20 @@ class Rollout:
 
     def take(self, token: int, bans: set[int]) -> None:
         self.steps.append(Step(tuple(self.context), frozenset(bans), token))
-        rules = self.rules
-        if token == rules.delete:
-            index = len(self.tokens)
-            if len(self.tokens) - self.final == 0:
-                self._position(index).bans.add(token)  # refused: nothing to delete
-            elif self.deletes >= rules.max_deletes:
+        reply = self._reply
+        if token == self.rules.delete:
+            verdict = judge_delete(self._delete_rules, reply, self.deletes)
+            if verdict == REFUSED:
+                reply.refuse(token)
+            elif verdict == OVER_BUDGET:
                 self.finish = "delete_budget"
             else:
                 self.deletes += 1
-                self.positions.pop(index, None)  # made under a prefix that is now gone
-                deleted = self.tokens.pop()
-                position = self._position(len(self.tokens))
-                if rules.greedy:
-                    position.bans.add(deleted)
-                position.deletes += 1
-                position.delete_starts.add(token)
-        elif token == rules.end:
+                reply.record_delete(reply.pop(), token, ban=self._delete_rules.ban_deleted)
+        elif token == self.rules.end:
             self.finish = "stop"
         else:
-            self.tokens.append(token)
-            self.final = max(self.final, len(self.tokens) - rules.window)
-
-    def _position(self, index: int) -> _Position:
-        return self.positions.setdefault(index, _Position())
+            reply.push(token)
 
 
 def padded(sequences: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
