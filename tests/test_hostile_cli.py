@@ -174,23 +174,37 @@ def test_a_bad_command_line_is_one_line_with_status_2(args, tmp_path, inputs):
 
 # SIGTERM mid-write, and Ctrl-C at the first and the last moment
 
-def test_sigterm_mid_synth_removes_both_partial_outputs_and_says_interrupted(tmp_path, tiny_llama_path):
-    out, tokens = tmp_path / "out.jsonl", tmp_path / "tokens.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backspace_cli", "synth", "-", "-o", str(out), "--tokenized", str(tokens),
-         "--tokenizer", str(tiny_llama_path), "-q"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    process.stdin.write(SAMPLES.encode())  # the pipe stays open, so synth waits for more, mid-write
-    process.stdin.flush()
+def terminated_mid_write(args: list, partial_count: int, folder: Path, stdin: bytes | None = None) -> tuple[int, str]:
+    """Run `backspace ARGS`, send SIGTERM once its partial outputs are in `folder`; its status and stderr."""
+    process = subprocess.Popen([sys.executable, "-m", "backspace_cli", *map(str, args)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if stdin is not None:
+        process.stdin.write(stdin)  # the pipe stays open, so the command waits for more, mid-write
+        process.stdin.flush()
     deadline = time.monotonic() + 120
-    while len(partials(tmp_path)) < 2 and process.poll() is None and time.monotonic() < deadline:
+    while len(partials(folder)) < partial_count and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(partials(tmp_path)) == 2, "synth never opened its outputs"
+    assert len(partials(folder)) == partial_count, "the command never opened its outputs"
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and stderr.decode() == "interrupted\n"
+    return process.returncode, stderr.decode()
+
+
+def test_sigterm_mid_synth_removes_both_partial_outputs_and_says_interrupted(tmp_path, tiny_llama_path):
+    out, tokens = tmp_path / "out.jsonl", tmp_path / "tokens.jsonl"
+    status, stderr = terminated_mid_write(["synth", "-", "-o", out, "--tokenized", tokens, "--tokenizer",
+                                           tiny_llama_path, "-q"], 2, tmp_path, stdin=SAMPLES.encode())
+    assert status == 130 and stderr == "interrupted\n"
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_sigterm_mid_eval_removes_the_partial_answers(tmp_path, tiny_llama_path):
+    tasks, answers = tmp_path / "tasks.jsonl", tmp_path / "answers.jsonl"
+    tasks.write_text("".join(json.dumps({"prompt": f"count to {i}", "answer": str(i)}) + "\n" for i in range(300)))
+    status, stderr = terminated_mid_write(["eval", tasks, "-m", tiny_llama_path, "-n", 64, "-t", 1,
+                                           "--answers", answers], 1, tmp_path)
+    assert status == 130 and stderr == "interrupted\n"
+    assert sorted(tmp_path.iterdir()) == [tasks]
 
 
 def run_python(code: str, *args) -> subprocess.CompletedProcess:

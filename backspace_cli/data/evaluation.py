@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DeleteToken
+from ..engine.events import INTERRUPTED
 from ..engine.prompt import prompt_tokens
 from ..engine.session import Session
 from ..settings import Settings
@@ -165,8 +166,10 @@ class Evaluator:
     def answer(self, prompt: list[int], arm: EvalArm, seed: int, task: Task) -> Outcome:
         self.session.settings = arm.settings(self.settings, seed)
         done = None
-        for event in self.session.generate(prompt):  # not consume(): Ctrl-C ends the whole evaluation
+        for event in self.session.generate(prompt):
             done = event
+        if done.finish_reason == INTERRUPTED:  # the engine ends a reply on Ctrl-C; the evaluation ends too
+            raise KeyboardInterrupt
         return Outcome(
             text=done.text,
             correct=score(done.text, task.answer, self.scoring),
