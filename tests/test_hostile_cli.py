@@ -3,7 +3,6 @@ reader should take, a directory where a file goes, SIGTERM mid-write and Ctrl-C 
 Each is one line on stderr and a non-zero exit, never a traceback; no input is modified, no partial file stays.
 """
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,8 +22,8 @@ NOT_UTF8 = b"\xff\xfe\x00\x80\xc3"
 
 def backspace(*args, **kwargs) -> subprocess.CompletedProcess:
     """The real program in a process of its own; args may be bytes, as a shell passes them."""
-    return subprocess.run([sys.executable, "-m", "backspace_cli", *(a if isinstance(a, bytes) else str(a) for a in args)],
-                          capture_output=True, timeout=300, **kwargs)
+    argv = [arg if isinstance(arg, bytes) else str(arg) for arg in args]
+    return subprocess.run([sys.executable, "-m", "backspace_cli", *argv], capture_output=True, timeout=300, **kwargs)
 
 
 def invoke(*args):
