@@ -26,7 +26,7 @@ LLAMA_WHEELS := $(CACHE_DIR)/wheels/llama-cpp-python-$(LLAMA_CPP_PYTHON)-$(LLAMA
 LLAMA_SDIST := $(CACHE_DIR)/sdist/llama-cpp-python-$(LLAMA_CPP_PYTHON)
 EXTENSION := backspace_cli/engine/_min_p.c
 # The tests' extras, the server's among them (a variable: a comma in $(call) would split its argument).
-TEST_EXTRAS := [test,serve]
+TEST_EXTRAS := [test,serve,train]
 
 .PHONY: install install-test test chat bench models clean chromium
 

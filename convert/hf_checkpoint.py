@@ -34,10 +34,12 @@ def convert_checkpoint(
     outtype: str = defaults.OUTTYPE,
     token: str = keys.DELETE_TOKEN_TEXT,
     force: bool = False,
+    metadata: dict | None = None,
     report: Callable[[str], None] | None = None,
 ) -> Path:
     """Convert the checkpoint `folder` into a backspace model at `output` (default FOLDER.backspace.gguf beside
-    it) and return its path; raises UserError with one line. `report(line)` hears each step."""
+    it) and return its path; raises UserError with one line. `metadata` (key -> plan.Value) is written too,
+    such as a trainer's recommended sampling. `report(line)` hears each step."""
     from .convert import convert_file, default_output  # gguf and numpy, loaded only for a conversion
     from .plan import ConvertSpec
 
@@ -56,7 +58,8 @@ def convert_checkpoint(
             report(f"converting {folder} with llama.cpp's convert_hf_to_gguf.py (--outtype {outtype})")
             _run_converter(script, folder, converted, outtype, report)
             report("marking the delete token")
-            result = convert_file(converted, written, ConvertSpec(mode="mark", token=token), force=True)
+            result = convert_file(converted, written, ConvertSpec(mode="mark", token=token, metadata=metadata or {}),
+                                  force=True)
             report(result.edit.summary)
     return target
 

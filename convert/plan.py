@@ -27,6 +27,7 @@ class ConvertSpec:
     rows: Path | None = None  # append: trained rows (.npy or .safetensors)
     init: str | None = None  # append without rows: mean (the default), zero or copy:TOKEN
     marker: str | None = None  # marker: the plain text that the model writes to mean delete
+    metadata: dict[str, "Value"] = field(default_factory=dict)  # more keys to write, such as a trainer's sampling
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ class Edit:
 
 
 def plan_edit(reader: gguf.GGUFReader, path: Path, spec: ConvertSpec) -> Edit:
+    edit = _plan_delete_token(reader, path, spec)
+    if edit.mode != "none":
+        edit.metadata.update(spec.metadata)
+    return edit
+
+
+def _plan_delete_token(reader: gguf.GGUFReader, path: Path, spec: ConvertSpec) -> Edit:
     if spec.mode not in MODES:
         raise ConvertError(f"unknown mode {spec.mode!r}: use one of {', '.join(MODES)}")
     if is_split(reader, path):

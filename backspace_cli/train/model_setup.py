@@ -1,0 +1,141 @@
+"""The model and tokenizer to train: an HF folder, a GGUF that transformers dequantizes, or a small Llama from scratch."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from backspace_convert.errors import UserError
+from backspace_convert.keys import DELETE_TOKEN_TEXT
+from .scratch_tokenizer import train_tokenizer
+
+# --from-scratch tiny: the size of the built-in model, a Llama whose few layers train on two CPU cores.
+TINY_LLAMA = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4,
+              "num_key_value_heads": 4, "max_position_embeddings": 512, "rope_theta": 10000.0,
+              "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
+# The trees' 4-D boolean masks are SDPA's kind (eager attention would add them, as floats).
+ATTENTION = "sdpa"
+# The first token a reply's end writes: found by rendering a reply with this text in it, as the template does.
+REPLY_PROBE = "\x00reply\x00"
+
+
+@dataclass
+class ModelBundle:
+    """A causal LM and its tokenizer, with the delete token in both, and the facts the stages need."""
+
+    model: object  # a transformers PreTrainedModel
+    tokenizer: object  # a transformers PreTrainedTokenizerBase
+    delete_id: int
+    end_ids: frozenset[int]  # tokens that end a reply, as llama.cpp's end-of-generation set does
+    reply_end: int  # the token a finished reply writes: its end of turn
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The prompt as the engine lays it out: the chat template, with the generation prompt."""
+        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                       return_dict=False))
+
+    def answer_ids(self, answer: str) -> list[int]:
+        return self.tokenizer.encode(answer, add_special_tokens=False)
+
+    def text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def load_bundle(model: str | None, from_scratch: str | None, tokenizer: str | None, task_texts: list[str],
+                seed: int) -> ModelBundle:
+    """`model` (an HF folder or a GGUF file), or `from_scratch` ("tiny" or a LlamaConfig JSON) with
+    `tokenizer` or one trained on the tasks' text."""
+    import torch
+    import transformers
+
+    if from_scratch is not None:
+        tok = (_load_tokenizer(tokenizer) if tokenizer else train_tokenizer(task_texts, DELETE_TOKEN_TEXT))
+        _add_delete_token(tok)
+        torch.manual_seed(seed)
+        config = transformers.LlamaConfig(**_scratch_config(from_scratch), vocab_size=len(tok),
+                                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                          pad_token_id=tok.pad_token_id, attn_implementation=ATTENTION)
+        causal_lm = transformers.LlamaForCausalLM(config)
+    else:
+        causal_lm, tok = _load_pretrained(model)
+        if _add_delete_token(tok):
+            # New rows start at the mean of the others, so the new token is neither likely nor a stranger.
+            causal_lm.resize_token_embeddings(len(tok), mean_resizing=True)
+    if not getattr(tok, "chat_template", None):
+        raise UserError(f"{model or from_scratch}: the tokenizer has no chat template: the engine lays prompts "
+                        "out with one; give a tokenizer that has one (--tokenizer)")
+    causal_lm.config.use_cache = True
+    delete_id = tok.convert_tokens_to_ids(DELETE_TOKEN_TEXT)
+    reply_end = _reply_end(tok)
+    end_ids = frozenset(i for i in (tok.eos_token_id, reply_end) if i is not None)
+    return ModelBundle(causal_lm, tok, delete_id, end_ids, reply_end)
+
+
+def _scratch_config(name: str) -> dict:
+    if name == "tiny":
+        return dict(TINY_LLAMA)
+    path = Path(name)
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"--from-scratch {name}: expected tiny or a LlamaConfig JSON file ({error})") from None
+    if not isinstance(settings, dict):
+        raise UserError(f"--from-scratch {name}: expected a JSON object of LlamaConfig settings")
+    return {**TINY_LLAMA, **settings}
+
+
+def _load_tokenizer(path: str):
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise UserError(f"--tokenizer {path}: not a tokenizer transformers can load ({_one_line(error)})") from None
+
+
+def _load_pretrained(model: str):
+    """An HF checkpoint folder, or a GGUF file, which transformers loads dequantized."""
+    import transformers
+
+    path = Path(model)
+    if not path.exists():
+        raise UserError(f"{model}: no such file or folder")
+    location = {"pretrained_model_name_or_path": str(path)}
+    if path.is_file():
+        location = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
+    try:
+        config = transformers.AutoConfig.from_pretrained(**location)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{model}: not a model transformers can load ({_one_line(error)})") from None
+    if type(config) not in transformers.MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise UserError(f"{model}: a {config.model_type} model is not a causal language model")
+    try:
+        causal_lm = transformers.AutoModelForCausalLM.from_pretrained(**location, dtype="float32",
+                                                                      attn_implementation=ATTENTION)
+        tok = transformers.AutoTokenizer.from_pretrained(**location)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"{model}: cannot be loaded ({_one_line(error)})") from None
+    return causal_lm, tok
+
+
+def _add_delete_token(tok) -> bool:
+    """Add the delete token as a special token if the tokenizer lacks it; whether it was added."""
+    if DELETE_TOKEN_TEXT in tok.get_vocab():
+        return False
+    tok.add_special_tokens({"additional_special_tokens": [DELETE_TOKEN_TEXT]},
+                           replace_additional_special_tokens=False)
+    return True
+
+
+def _reply_end(tok) -> int:
+    messages = [{"role": "user", "content": "?"}, {"role": "assistant", "content": REPLY_PROBE}]
+    rendered = tok.apply_chat_template(messages, tokenize=False)
+    after = rendered.split(REPLY_PROBE, 1)[1] if REPLY_PROBE in rendered else ""
+    ids = tok.encode(after, add_special_tokens=False)
+    if not ids:
+        if tok.eos_token_id is None:
+            raise UserError("the chat template ends a reply with nothing, and the tokenizer has no end token")
+        return tok.eos_token_id
+    return ids[0]
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]

@@ -1,0 +1,85 @@
+"""The training recipe: which stages run, for how long, and how they learn; a JSON file can change any field."""
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from backspace_convert.errors import UserError
+
+STAGES = ("sft", "own", "grpo")  # in the order they run
+
+
+@dataclass
+class TrainRecipe:
+    seed: int = 0
+    stages: tuple[str, ...] = STAGES
+    # Tasks
+    held_out_share: float = 0.1  # without --eval-tasks: the share of the task file held out, never trained on
+    probe_tasks: int = 32  # held-out tasks answered greedily, with and without deletes, at each probe
+    eval_tasks: int = 200  # held-out tasks in the final A/B (0: none)
+    max_tokens: int = 48  # a reply's length in rollouts, probes and the final A/B
+    # Supervised stages: engine states packed as trees
+    batch: int = 16  # questions per step, each one tree
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1  # of a stage's steps, then cosine decay
+    dead_per_state: int = 2  # the model's likeliest wrong tokens made into dead states, at each live state
+    delete_weight: float = 1.0  # a dead state's weight in the loss, against 1 for a live one
+    sft_steps: int = 200
+    sft_lr: float = 3e-4
+    own_steps: int = 100
+    own_lr: float = 1e-4
+    own_tasks: int = 256  # questions the model answers to find its own mistakes
+    own_temperature: float = 1.0  # they are answered greedily and at this temperature
+    # GRPO: groups of true-rollback rollouts per question
+    grpo_steps: int = 20
+    grpo_lr: float = 1e-5
+    grpo_prompts: int = 4  # questions per step
+    grpo_group: int = 8  # rollouts per question
+    grpo_temperature: float = 1.0
+    delete_cost: float = 0.02  # the reward is the task's score less this per delete
+    kl: float = 0.05  # weight of the KL term to the model as the stage began
+    # Checkpoints and progress
+    save_every: int = 50  # steps between checkpoints: a killed run loses at most this many
+    probe_every: int = 50  # steps between held-out probes
+    # The sampling written into the GGUF as the model's recommendation: greedy, where a deleted token is
+    # banned at its position, so the retry takes the next likeliest.
+    sampling: dict = field(default_factory=lambda: {"temp": 0.0})
+
+    def steps(self, stage: str) -> int:
+        return getattr(self, f"{stage}_steps")
+
+    def lr(self, stage: str) -> float:
+        return getattr(self, f"{stage}_lr")
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["stages"] = list(self.stages)
+        return data
+
+
+def read_recipe(path: Path | None, overrides: dict) -> TrainRecipe:
+    """The defaults, then a recipe file's fields, then the command line's."""
+    settings = {}
+    if path is not None:
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UserError(f"--recipe {path}: {error}") from None
+        if not isinstance(settings, dict):
+            raise UserError(f"--recipe {path}: expected a JSON object of recipe fields")
+    settings.update({name: value for name, value in overrides.items() if value is not None})
+    known = {f.name: f for f in fields(TrainRecipe)}
+    recipe = TrainRecipe()
+    for name, value in settings.items():
+        if name not in known:
+            raise UserError(f"unknown recipe field {name!r}")
+        default = getattr(recipe, name)
+        if isinstance(default, tuple):
+            value = tuple(value)
+            unknown = [stage for stage in value if stage not in STAGES]
+            if unknown or not value:
+                raise UserError(f"stages: expected some of {', '.join(STAGES)}, got {', '.join(map(str, value))}")
+        elif isinstance(default, bool) or not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)):
+            raise UserError(f"recipe field {name}: expected {type(default).__name__}, got {value!r}")
+        setattr(recipe, name, float(value) if isinstance(default, float) else value)
+    return recipe
