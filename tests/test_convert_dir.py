@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backspace_convert import defaults, llama_sdist, open_gguf
+from backspace_convert import defaults, hf_checkpoint, llama_sdist, open_gguf
 from backspace_convert.errors import UserError
 from backspace_convert.hf_checkpoint import convert_checkpoint
 from backspace_convert.hf_runner import names_gpt2
@@ -216,6 +216,16 @@ def test_a_tokenizer_without_the_delete_token_is_refused_before_converting(tmp_p
     assert result.exit_code == 1 and ONE_LINE_ERROR.fullmatch(result.stderr)
     assert result.stderr.startswith(f"Error: '{DELETE}' is not in {folder}'s tokenizer: add it as a special token")
     assert leftovers(tmp_path, folder) == []
+
+
+def test_a_missing_import_of_the_converter_names_the_extra_that_installs_it(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setattr(hf_checkpoint, "CONVERTER_IMPORTS", ("json", "no_such_module_for_the_converter"))
+    with pytest.raises(UserError) as refused:
+        convert_checkpoint(tmp_path, tmp_path / "out.gguf")
+    assert str(refused.value) == ("converting a checkpoint folder needs no_such_module_for_the_converter (llama.cpp's "
+                                  "converter imports them): in backspace's checkout, pip install -e '.[test]'")
+    assert leftovers(tmp_path, tmp_path / "config.json") == []
 
 
 @pytest.mark.parametrize("option", [["--mode", "append"], ["--reuse", "3"], ["--init", "zero"],
