@@ -52,9 +52,10 @@ def test_missing_file(tmp_path):
     refuse(tmp_path / "nothing.gguf", match="no such file")
 
 
-def test_a_directory(tmp_path):
+def test_a_directory_that_is_no_checkpoint_folder(tmp_path):
     (tmp_path / "dir.gguf").mkdir()
-    refuse(tmp_path / "dir.gguf", output=tmp_path / "out.gguf", match="not a file")
+    refuse(tmp_path / "dir.gguf", output=tmp_path / "out.gguf",
+           match="is not a Hugging Face checkpoint folder: it has no config.json")
 
 
 def test_empty_file(tmp_path):
