@@ -11,6 +11,7 @@ from ..engine.session import Session
 from ..settings import Settings
 from .access import Access, check_api_key
 from .app import make_app
+from .protocol import JsonH11Protocol
 from .uploads import Uploads
 from .worker import Worker
 
@@ -54,7 +55,8 @@ def serve(settings: Settings, host: str = defaults.SERVE_HOST, port: int = defau
     worker = Worker(session, queue_size)
     uploads = Uploads(seconds=upload_seconds)
     app = make_app(worker, model, Access(host, allow_hosts, allow_origins), uploads, api_key)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, http=JsonH11Protocol, log_level="warning", access_log=False,
+                            lifespan="on")
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     banner = f"backspace serve: {model} at {url}/ (the page), {url}/v1 (the OpenAI API); Ctrl-C stops"
     Server(config, worker, uploads, banner).run()
