@@ -1,5 +1,7 @@
 """`backspace serve` over HTTP, on the built-in model: the OpenAI routes, deletes in the API, stop strings,
 the prefix cache, bad requests and API keys."""
+import json
+import socket
 import subprocess
 import sys
 
@@ -166,6 +168,27 @@ def test_a_bad_chat_request_gets_an_openai_error_with_a_4xx(server, body, param)
     assert "Traceback" not in log and "Warning" not in log, log
 
 
+def test_the_extremes_that_settings_accept_run_without_a_warning(server):
+    for extreme in (1e30, 1e-30):
+        body = {"messages": QUESTION, "temperature": extreme, "repeat_penalty": extreme, "max_tokens": 4,
+                "logit_bias": {"1": 100, "2": -100}}
+        status, _, reply = server.post(CHAT, body)
+        assert status == 200, reply
+    log = server.output()
+    assert "Traceback" not in log and "Warning" not in log, log
+
+
+def test_bytes_that_are_not_http_get_a_json_400(server):
+    with socket.create_connection((server.host, server.port), timeout=60) as client:
+        client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"]["code"] == "invalid_http"
+
+
 @pytest.mark.parametrize("prompt", ["\ud800", ["\udc00x"]])
 def test_a_prompt_with_a_lone_surrogate_is_refused(server, prompt):
     assert_openai_error(*server.post(COMPLETIONS, {"prompt": prompt}), 400)
@@ -227,6 +250,7 @@ def test_a_missing_model_or_a_taken_port_is_one_line_and_a_nonzero_exit(server):
 @pytest.mark.parametrize("field, option, value", [
     ("temperature", "--temp", -1), ("top_p", "--top-p", 1.5), ("min_p", "--min-p", -0.1),
     ("repeat_penalty", "--repeat-penalty", 0), ("max_tokens", "--max-tokens", 0), ("max_deletes", "--max-deletes", -1),
+    ("temperature", "--temp", 10**400), ("repeat_penalty", "--repeat-penalty", 1e308), ("top_k", "--top-k", 2**31),
 ])
 def test_a_value_the_command_line_refuses_the_server_refuses_too(server, field, option, value):
     assert CliRunner().invoke(main, ["complete", option, str(value), "hi"]).exit_code == 2
