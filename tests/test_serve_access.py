@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("starlette", reason="the server's extra is not installed: pip install -e '.[serve]'")
 
+from backspace_cli.serve.access import Access  # noqa: E402
 from serve_client import running_server  # noqa: E402
 
 CHAT = "/v1/chat/completions"
@@ -82,3 +83,17 @@ def test_an_api_key_no_header_can_carry_is_refused_at_start_up_in_one_line(key):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "--api-key" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("bound, host, answered", [
+    ("0.0.0.0", "192.168.1.5:8080", True),  # bound everywhere: any address reaches it, and rebinding needs a name
+    ("0.0.0.0", "[fe80::1]:8080", True),
+    ("0.0.0.0", "attacker.example:8080", False),
+    ("::", "localhost:8080", True),
+    ("192.168.1.5", "192.168.1.5:8080", True),
+    ("192.168.1.5", "192.168.1.6:8080", False),
+    ("mybox.lan", "MYBOX.lan:8080", True),
+    ("127.0.0.1", "127.0.0.1:8080:9", False),
+])
+def test_which_hosts_a_bound_address_answers(bound, host, answered):
+    assert Access(bound).allows_host(host) is answered
