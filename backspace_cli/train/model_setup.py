@@ -120,8 +120,7 @@ def _add_delete_token(tok) -> bool:
     """Add the delete token as a special token if the tokenizer lacks it; whether it was added."""
     if DELETE_TOKEN_TEXT in tok.get_vocab():
         return False
-    tok.add_special_tokens({"additional_special_tokens": [DELETE_TOKEN_TEXT]},
-                           replace_additional_special_tokens=False)
+    tok.add_tokens([DELETE_TOKEN_TEXT], special_tokens=True)
     return True
 
 

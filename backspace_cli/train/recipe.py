@@ -6,6 +6,9 @@ from pathlib import Path
 from backspace_convert.errors import UserError
 
 STAGES = ("sft", "own", "grpo")  # in the order they run
+# Fields that count what a stage needs at least one of (--stages leaves a stage out); other numbers may be 0.
+AT_LEAST = {name: 1 for name in ("batch", "grpo_prompts", "grpo_group", "save_every", "probe_every", "max_tokens",
+                                "sft_steps", "own_steps", "grpo_steps")}
 
 
 @dataclass
@@ -78,8 +81,16 @@ def read_recipe(path: Path | None, overrides: dict) -> TrainRecipe:
             unknown = [stage for stage in value if stage not in STAGES]
             if unknown or not value:
                 raise UserError(f"stages: expected some of {', '.join(STAGES)}, got {', '.join(map(str, value))}")
-        elif isinstance(default, bool) or not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int)):
+        elif isinstance(default, (int, float)):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or isinstance(default, int) and not isinstance(value, int):
+                raise UserError(f"recipe field {name}: expected {type(default).__name__}, got {value!r}")
+            if value < AT_LEAST.get(name, 0):
+                raise UserError(f"recipe field {name}: expected at least {AT_LEAST.get(name, 0)}, got {value!r}")
+            value = float(value) if isinstance(default, float) else value
+        elif not isinstance(value, type(default)):
             raise UserError(f"recipe field {name}: expected {type(default).__name__}, got {value!r}")
-        setattr(recipe, name, float(value) if isinstance(default, float) else value)
+        setattr(recipe, name, value)
+    if not 0 <= recipe.held_out_share < 1:
+        raise UserError(f"recipe field held_out_share: expected a share below 1, got {recipe.held_out_share}")
     return recipe
