@@ -97,3 +97,9 @@ def test_an_api_key_no_header_can_carry_is_refused_at_start_up_in_one_line(key):
 ])
 def test_which_hosts_a_bound_address_answers(bound, host, answered):
     assert Access(bound).allows_host(host) is answered
+
+
+def test_an_allowed_host_may_be_an_address():
+    access = Access("127.0.0.1", hosts=("10.0.0.5", "[fd00::2]"))
+    assert access.allows_host("10.0.0.5:8080") and access.allows_host("[fd00::2]:8080")
+    assert not access.allows_host("10.0.0.6:8080")

@@ -59,13 +59,16 @@ class Access:
     """
 
     def __init__(self, bound: str, hosts: tuple[str, ...] = (), origins: tuple[str, ...] = ()) -> None:
-        address = _address(bound.strip("[]"))
+        self.names, self.addresses = set(LOCAL_NAMES), set()
+        for host in (bound, *hosts):
+            address = _address(host.strip("[]"))
+            if address is None:
+                self.names.add(host.lower())
+            else:
+                self.addresses.add(address)
         # Bound to every interface, the server has addresses it cannot list; an address in Host is safe,
         # since rebinding needs a name.
-        self.any_address = address is not None and address.is_unspecified
-        self.addresses = {address} if address is not None else set()
-        self.names = LOCAL_NAMES | ({bound.lower()} if address is None else set())
-        self.names |= {host.lower() for host in hosts}
+        self.any_address = any(address.is_unspecified for address in self.addresses)
         self.origins = {origin.rstrip("/").lower() for origin in origins}
 
     def allows_host(self, host: str | None) -> bool:
