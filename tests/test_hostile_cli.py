@@ -171,6 +171,14 @@ def test_a_bad_command_line_is_one_line_with_status_2(args, tmp_path, inputs):
     assert sorted(tmp_path.iterdir()) == sorted(inputs.values())
 
 
+@pytest.mark.parametrize("name", ["backspace", *main.commands])
+def test_every_command_answers_dash_h_as_its_help_even_on_its_own(name):
+    command = main if name == "backspace" else main.commands[name]
+    short, long = (CliRunner().invoke(command, [flag]) for flag in ("-h", "--help"))
+    assert short.exit_code == long.exit_code == 0
+    assert short.stdout == long.stdout and "Usage:" in short.stdout
+
+
 # SIGTERM mid-write, and Ctrl-C at the first and the last moment
 
 def terminated_mid_write(args: list, partial_count: int, folder: Path, stdin: bytes | None = None) -> tuple[int, str]:

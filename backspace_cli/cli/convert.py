@@ -12,8 +12,7 @@ from backspace_convert import defaults, hf_checkpoint, keys
 from backspace_convert.errors import UserError
 
 from .friendly import friendly_errors
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+from .options import CONTEXT_SETTINGS
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

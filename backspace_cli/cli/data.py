@@ -9,9 +9,7 @@ from backspace_convert.atomic import never_an_input, output_stream
 
 from .. import defaults
 from .friendly import friendly_errors
-from .options import rpc_options, sampling_options, setting_type, settings_from
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+from .options import CONTEXT_SETTINGS, rpc_options, sampling_options, setting_type, settings_from
 
 
 def _parse_temps(context, parameter, value):

@@ -8,12 +8,10 @@ from .. import __version__
 from .convert import convert, inspect
 from .data import eval_command, synth
 from .friendly import friendly_errors
-from .options import engine_options, settings_from
+from .options import CONTEXT_SETTINGS, engine_options, settings_from
 from .serve import serve
 from .train import train
 from .signals import INTERRUPTED_STATUS
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
 class OneLineUsageErrors(click.Group):

@@ -1,8 +1,10 @@
-"""The command-line options that `complete` and `chat` share, as one click decorator."""
+"""The command-line options that commands share: -h beside --help, and the engine's options as click decorators."""
 import click
 
 from .. import defaults
 from ..settings import BOUNDS, Bounds, Settings, parse_rpc
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}  # every command answers -h as --help
 
 
 class _Checked(click.ParamType):

@@ -5,7 +5,7 @@ from backspace_convert.errors import missing_extra
 
 from .. import defaults
 from .friendly import friendly_errors
-from .options import engine_options, settings_from
+from .options import CONTEXT_SETTINGS, engine_options, settings_from
 
 
 def _listed(context, parameter, values) -> tuple[str, ...]:
@@ -13,7 +13,7 @@ def _listed(context, parameter, values) -> tuple[str, ...]:
     return tuple(item.strip() for value in values for item in value.split(",") if item.strip())
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @engine_options
 @click.option("--host", default=defaults.SERVE_HOST, show_default=True,
               help="The address to listen on; 0.0.0.0 lets other machines in.")

@@ -4,9 +4,9 @@ from pathlib import Path
 import click
 
 from .friendly import friendly_errors
+from .options import CONTEXT_SETTINGS
 from .signals import INTERRUPTED_STATUS
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
 
