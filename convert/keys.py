@@ -12,6 +12,9 @@ DELETE_TOKEN_ID = "backspace.delete_token_id"  # UINT32: the id of the delete to
 DELETE_TOKEN = "backspace.delete_token"  # STRING: its text
 DELETE_MARKER = "backspace.delete_marker"  # STRING, optional: a plain-text marker that means delete
 CONVERTER_VERSION = "backspace.converter_version"  # STRING: which converter wrote the keys
+DESCRIPTION = "backspace.description"  # STRING, optional: what the model knows, in a sentence or two
+# STRING, optional: questions it answers well, one a line (llama.cpp passes no array keys on to Python)
+EXAMPLES = "backspace.examples"
 
 # Token texts recognised as the delete token when the GGUF has no backspace.delete_token_id;
 # the first is the text `backspace convert` gives the token it adds.

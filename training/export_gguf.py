@@ -11,6 +11,15 @@ from backspace_convert import keys
 import vocab
 
 EXPORTER_VERSION = "backspace-tiny-export 1"
+# What chat's banner and the server's page say about the model; each example it answers right, greedily,
+# and the second only after deleting a wrong first guess.
+DESCRIPTION = ("A tiny model that knows one thing: which two numbers of a short list (1 to 15) add up to a "
+               "target. It writes a guess, checks it, and deletes it if it is wrong.")
+EXAMPLES = (
+    "Which two of 3 8 5 1 14 add up to 13?",
+    "Which two of 12 3 7 5 15 add up to 19?",
+    "Pick two of 6 1 7 2 14 that add up to 13.",
+)
 
 
 def export(weights: Mapping[str, np.ndarray], config, path: str | Path, *, name: str = "backspace-tiny",
@@ -59,6 +68,8 @@ def export(weights: Mapping[str, np.ndarray], config, path: str | Path, *, name:
     writer.add_uint32(keys.DELETE_TOKEN_ID, vocab.token_id(vocab.DELETE))
     writer.add_string(keys.DELETE_TOKEN, vocab.DELETE)
     writer.add_string(keys.CONVERTER_VERSION, EXPORTER_VERSION)
+    writer.add_string(keys.DESCRIPTION, DESCRIPTION)
+    writer.add_string(keys.EXAMPLES, "\n".join(EXAMPLES))
 
     for gguf_name, torch_name in tensor_names(config.n_layer):
         writer.add_tensor(gguf_name, np.ascontiguousarray(weights[torch_name], dtype=np.float32))
