@@ -45,12 +45,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # backspace_cli, when run from a checkout without an install
 
 import export_gguf  # noqa: E402
+from backspace_cli.data.labels import IGNORE  # noqa: E402
 import rollout  # noqa: E402
 import twosum  # noqa: E402
 import vocab  # noqa: E402
 from tiny_llama import Config, TinyLlama  # noqa: E402
 
-IGNORE = -100  # the label that adds nothing to the loss, as in backspace synth's tokenized output
 DELETE, BOS, EOS = (vocab.token_id(t) for t in (vocab.DELETE, vocab.BOS, vocab.EOS))
 USER, ASSISTANT = vocab.token_id("<|user|>"), vocab.token_id("<|assistant|>")
 TEXTS = [text.replace("▁", " ") for text, _ in vocab.tokens()]

@@ -8,6 +8,7 @@ import click
 from backspace_convert.atomic import never_an_input, output_stream
 
 from .. import defaults
+from ..data.labels import IGNORE
 from .friendly import friendly_errors
 from .options import CONTEXT_SETTINGS, rpc_options, sampling_options, setting_type, settings_from
 
@@ -57,7 +58,7 @@ def _open_input(path: str):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               show_default=True, help="JSONL in chat messages form, the delete token written inline.")
 @click.option("--tokenized", type=click.Path(dir_okay=False), help="Also write input_ids and labels here "
-              "(errors labelled -100), one line per sample.")
+              f"(errors labelled {IGNORE}), one line per sample.")
 @click.option("--strategy", default="random", show_default=True, metavar="random|reply|model:PATH.gguf",
               help="random: any vocabulary token; reply: a token used elsewhere in the same reply (a wrong "
               "digit in a number); model:PATH: a plausible mistake from that model's top alternatives "

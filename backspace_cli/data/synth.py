@@ -17,10 +17,10 @@ from ..engine.session import Session
 from ..settings import Settings
 from .hf_tokenizer import HFTokenizer, is_hf_tokenizer
 from .jsonl import bad_line, read_json_lines
+from .labels import IGNORE
 from .layout import SampleLayout
 from .strategies import MODEL_PREFIX, Strategy, TextTokens, model_strategy, random_strategy, reply_strategy
 
-IGNORE = -100  # the label of a token the loss must skip: the prompt, and every injected error
 PROGRESS_MIN_SAMPLES = 200  # fewer than this finish before a progress bar would help
 
 

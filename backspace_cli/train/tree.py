@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-IGNORE = -100  # a node that learns nothing, as in transformers' labels
+from ..data.labels import IGNORE
 
 
 @dataclass
