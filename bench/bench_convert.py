@@ -3,7 +3,7 @@
     python bench/bench_convert.py [--smollm2 PATH] [--cache DIR] [--rounds N]
 
 Builds, once, a synthetic GGUF of over 2 GB with a Llama-3-sized tokenizer (128,256 tokens and
-280,147 merges, F16 token_embd and output of 128,256 x 4,096) in ~/.cache/backspace/bench, then, for
+280,147 merges, F16 token_embd and output of 128,256 x 4,096) in bench/ in backspace's cache folder, then, for
 it and for SmolLM2-135M-Instruct, prints: the convert time next to `cp` of the same file, the peak RSS
 of the converting process, and the split between parsing the metadata, planning (vocabulary and new
 rows), writing the metadata, copying the tensors, checking the output and making it durable. Each
@@ -19,8 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backspace"
-SMOLLM2 = CACHE / "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+from backspace_convert.cache import cache_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from real_model import smollm2  # noqa: E402
+
 N_VOCAB, N_MERGES, N_EMBD = 128_256, 280_147, 4096  # Llama 3's tokenizer and embedding width
 SYNTHETIC = "synthetic-llama3-vocab-2.1GB.gguf"
 
@@ -155,8 +158,8 @@ def report(name: str, source: Path, work: Path, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smollm2", type=Path, default=Path(os.environ.get("BACKSPACE_TEST_MODEL", SMOLLM2)))
-    parser.add_argument("--cache", type=Path, default=CACHE / "bench")
+    parser.add_argument("--smollm2", type=Path, default=smollm2())
+    parser.add_argument("--cache", type=Path, default=cache_folder() / "bench")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)

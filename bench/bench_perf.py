@@ -19,6 +19,7 @@ from pathlib import Path
 import llama_cpp
 
 from backspace_cli import defaults
+from backspace_convert.cache import cache_folder
 from backspace_cli.engine.engine import DeleteRules, Engine, LogitsWindow
 from backspace_cli.engine.model import load_model
 from backspace_cli.engine.sampling import make_logit_bias, make_logits_processors, make_sampler
@@ -28,10 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 from synthetic import build_wide_vocab_llama  # noqa: E402
 import tiny_models  # noqa: E402
+from real_model import smollm2  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LLAMA_TOOL = HERE.parent / "scripts" / "build_llama_tool.sh"  # builds llama.cpp's programs, cached
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backspace"
+CACHE = cache_folder()
 PROMPT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
 THREADS = 2
 # A prefill measure, ours or llama-bench's pp512, is the mean of enough 512-token passes to last about
@@ -517,8 +519,7 @@ def report(args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--smollm2", type=Path, default=Path(os.environ.get(
-        "BACKSPACE_TEST_MODEL", CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")))
+    parser.add_argument("--smollm2", type=Path, default=smollm2())
     parser.add_argument("--tokens", type=int, default=256)
     # 7 rounds: the VM shifts speed in steps, and a median of 5 still moved between runs (bench/NOTES.md).
     parser.add_argument("--runs", type=int, default=7)

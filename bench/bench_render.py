@@ -17,8 +17,8 @@ from backspace_cli.engine.sampling import greedy, make_logit_bias
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import tiny_models  # noqa: E402  (the tests' own GGUF builder)
+from real_model import smollm2  # noqa: E402
 
-SMOLLM2 = Path.home() / ".cache/backspace/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def drain(fd: int) -> None:
@@ -64,7 +64,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         models = {
             "tiny llama (tests' fixture, the fastest)": tiny_models.build_llama(Path(scratch) / "tiny.gguf"),
-            "SmolLM2-135M-Instruct Q4_1": Path(os.environ.get("BACKSPACE_TEST_MODEL", SMOLLM2)),
+            "SmolLM2-135M-Instruct Q4_1": smollm2(),
         }
         print(f"{args.tokens} tokens, greedy, 2 threads, median of {args.runs} interleaved runs\n")
         print("| model | live in a pty (t/s) | plain to a pipe (t/s) | live / plain |")

@@ -9,7 +9,8 @@ copy), atomic (every output file: its checks and its write), verify (the structu
 (the whole command as a function), inspection (`backspace inspect`), progress (the rich bar), keys
 (the file-format contract: metadata keys, delete-token names and the delete-token lookup), defaults
 (the converter's own); hf_checkpoint (a Hugging Face checkpoint folder to a backspace GGUF in one step),
-with llama_sdist (llama.cpp's converter from the pinned sdist) and hf_runner (which runs it).
+with llama_sdist (llama.cpp's converter from the pinned sdist) and hf_runner (which runs it); cache
+(backspace's cache folder, where fetched and built things are kept).
 """
 import importlib
 

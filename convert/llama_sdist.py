@@ -1,7 +1,7 @@
 """llama.cpp's convert_hf_to_gguf.py from the pinned llama-cpp-python sdist: where it is cached, fetched once, extracted once.
 
 The sdist is the one the Makefile downloads for the wheel (`make sdist`), in the same folder:
-$XDG_CACHE_HOME (or ~/.cache), then backspace/sdist/llama-cpp-python-VERSION/. BACKSPACE_LLAMA_SDIST names
+sdist/llama-cpp-python-VERSION/ in backspace's cache folder. BACKSPACE_LLAMA_SDIST names
 a tarball to use instead, so that nothing is downloaded. The converter, with the conversion/ package and the
 gguf-py that it imports, is extracted beside the tarball. Each step builds in a temporary folder and renames
 it into place, so an interrupted fetch or extraction leaves nothing that a later run would take as done.
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import defaults
+from .cache import cache_folder
 from .errors import UserError
 
 SDIST_ENV = "BACKSPACE_LLAMA_SDIST"
@@ -26,10 +27,9 @@ CONVERTER_PARTS = (CONVERTER, "vendor/llama.cpp/conversion/", "vendor/llama.cpp/
 DOWNLOADED = ".downloaded"  # the Makefile's stamp: a folder with it holds a complete download
 
 
-def cache_folder() -> Path:
+def sdist_folder() -> Path:
     """Where the pinned sdist is kept, the same folder as the Makefile's LLAMA_SDIST."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "backspace" / "sdist" / f"{PACKAGE}-{defaults.LLAMA_CPP_PYTHON}"
+    return cache_folder() / "sdist" / f"{PACKAGE}-{defaults.LLAMA_CPP_PYTHON}"
 
 
 def converter_script(report: Callable[[str], None]) -> Path:
@@ -45,7 +45,7 @@ def converter_script(report: Callable[[str], None]) -> Path:
 
 
 def _cached_tarball(report: Callable[[str], None]) -> Path:
-    folder = cache_folder()
+    folder = sdist_folder()
     if not (folder / DOWNLOADED).is_file():
         report(f"fetching llama.cpp's converter: pip download {PACKAGE}=={defaults.LLAMA_CPP_PYTHON} "
                f"(once, into {folder})")

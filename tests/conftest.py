@@ -1,13 +1,11 @@
 """Shared fixtures: tiny GGUF models built here, and the real SmolLM2-135M-Instruct fetched by make."""
-import os
 from pathlib import Path
 
 import pytest
 
+import real_model
 import tiny_models
 from backspace_cli.engine.model import Model, load_model
-
-SMOLLM2_DEFAULT = Path.home() / ".cache/backspace/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +40,7 @@ def tiny_lfm2_path(model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
-    path = Path(os.environ.get("BACKSPACE_TEST_MODEL", SMOLLM2_DEFAULT))
+    path = real_model.smollm2()
     if not path.is_file():
         pytest.fail(f"SmolLM2 test model missing at {path}: run `make models` (make test does)")
     return path

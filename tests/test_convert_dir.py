@@ -22,6 +22,7 @@ from backspace_convert.hf_checkpoint import convert_checkpoint
 from backspace_convert.hf_runner import names_gpt2
 from backspace_convert.keys import DELETE_TOKEN_ID
 from hf_checkpoints import DELETE, SDIST_ENV, SDIST_MISSING, SPECIALS, converter_env, make_model
+import real_model
 
 converts = pytest.mark.skipif(
     not os.environ.get(SDIST_ENV) or importlib.util.find_spec("transformers") is None,
@@ -279,10 +280,23 @@ def test_the_sdist_is_the_one_the_makefile_pins_in_the_same_cache_folder(tmp_pat
     assert "LLAMA_SDIST := $(CACHE_DIR)/sdist/llama-cpp-python-$(LLAMA_CPP_PYTHON)" in makefile
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     expected = f"backspace/sdist/llama-cpp-python-{defaults.LLAMA_CPP_PYTHON}"
-    assert llama_sdist.cache_folder() == tmp_path / "xdg" / expected
+    assert llama_sdist.sdist_folder() == tmp_path / "xdg" / expected
     monkeypatch.setenv("XDG_CACHE_HOME", "")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert llama_sdist.cache_folder() == tmp_path / "home" / ".cache" / expected
+    assert llama_sdist.sdist_folder() == tmp_path / "home" / ".cache" / expected
+
+
+def test_the_tests_find_the_real_model_where_make_models_puts_it(tmp_path, monkeypatch):
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    assert f"SMOLLM2 := $(CACHE_DIR)/{real_model.SMOLLM2_FILE}" in makefile
+    monkeypatch.delenv("BACKSPACE_TEST_MODEL", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert real_model.smollm2() == tmp_path / "xdg" / "backspace" / real_model.SMOLLM2_FILE
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert real_model.smollm2() == tmp_path / "home" / ".cache" / "backspace" / real_model.SMOLLM2_FILE
+    monkeypatch.setenv("BACKSPACE_TEST_MODEL", str(tmp_path / "mine.gguf"))
+    assert real_model.smollm2() == tmp_path / "mine.gguf"
 
 
 @pytest.mark.skipif(not os.environ.get(SDIST_ENV), reason=SDIST_MISSING)
@@ -303,7 +317,7 @@ def test_the_converter_is_extracted_once_beside_the_sdist_and_found_in_the_cache
     # Without the variable: the sdist that `make sdist` (or an earlier run) downloaded into the cache folder.
     monkeypatch.delenv(SDIST_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    cached = llama_sdist.cache_folder()
+    cached = llama_sdist.sdist_folder()
     cached.mkdir(parents=True)
     (cached / tarball.name).symlink_to(tarball)
     (cached / llama_sdist.DOWNLOADED).touch()
