@@ -18,6 +18,7 @@ from ..engine.events import Done
 from ..render.renderers import LiveRenderer, format_stats, render_reply
 from ..engine.model import ABORTS, Model
 from ..engine.session import Session
+from ..introduction import Introduction
 from ..settings import Settings
 
 
@@ -62,6 +63,12 @@ class Repl:
         delete = session.delete_token
         status = f"delete token {delete.text!r}" if delete else "no delete token: plain generation"
         self.console.print(f"[bold]backspace[/bold] · {session.model.path.name} · {status}")
+        introduction = Introduction.of(session.model.metadata)
+        if introduction.description:
+            self.console.print(Text(introduction.description))
+        if introduction.examples:
+            examples = "".join(f"\n  {example}" for example in introduction.examples)
+            self.console.print(Text(f"Ask it, for example:{examples}"))
         self.console.print('[dim]/help for commands, """ for a multi-line message, Ctrl-D to leave.[/dim]')
 
     def show_history(self, source: Path) -> None:

@@ -19,6 +19,8 @@ FINISH_NOTES = {
     DELETE_BUDGET: "stopped: the delete budget is spent",
     INTERRUPTED: "interrupted",
 }
+# Shown where a reply that the model deleted entirely would show nothing; the server's page shows it too.
+TOOK_BACK = "(the model took back its whole reply)"
 
 
 def format_stats(done: Done) -> str:
@@ -35,6 +37,10 @@ def format_stats(done: Done) -> str:
     return " · ".join(parts)
 
 
+def took_back_note(done: Done) -> str | None:
+    return TOOK_BACK if not done.text and done.counts.deletes else None
+
+
 class PlainRenderer:
     """The final text only, no escape codes: text is written as soon as it is older than the window.
 
@@ -49,8 +55,12 @@ class PlainRenderer:
     def __call__(self, event: Event) -> None:
         if isinstance(event, Done):
             self._write(len(self.transcript.pieces))
-            if not event.text.endswith("\n"):
+            note = took_back_note(event) if self.stream.isatty() else None  # for a person: a pipe gets the text alone
+            traced = self.trace and any(piece.text for piece in self.transcript.pieces)
+            if not event.text.endswith("\n") and (note is None or traced):  # a note alone takes the reply's line
                 self.stream.write("\n")
+            if note:
+                Console(file=self.stream).print(Text(note, style="dim"))
             self.stream.flush()
             return
         self.transcript.apply(event)
@@ -118,6 +128,7 @@ class LiveRenderer:
         self._tail_characters = 0  # characters in the pieces after _printed
         self._flashes: dict[int, float] = {}  # id(piece) -> when its flash ends
         self._drawn_at = 0.0
+        self._note: str | None = None  # a line drawn after the reply
         self._live = Live(self, console=console, auto_refresh=False, transient=False, vertical_overflow="visible")
 
     def __enter__(self) -> "LiveRenderer":
@@ -131,6 +142,7 @@ class LiveRenderer:
     def __call__(self, event: Event) -> None:
         if isinstance(event, Done):
             self._flashes.clear()
+            self._note = took_back_note(event)
             self._live.refresh()
             self._live.stop()
             if not self.transcript.text.endswith("\n"):
@@ -189,7 +201,10 @@ class LiveRenderer:
 
     def __rich__(self) -> Text:
         """The live tail; a flash shows until it expires at a later drawing."""
-        return self._carry + self._styled(self._printed, len(self.transcript.pieces), flashes=True)
+        text = self._carry + self._styled(self._printed, len(self.transcript.pieces), flashes=True)
+        if self._note:
+            text.append(("\n" if text else "") + self._note, style="dim")
+        return text
 
 
 @contextmanager
