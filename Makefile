@@ -90,12 +90,16 @@ test: install-test models chromium sdist
 	BACKSPACE_LLAMA_SDIST=$$(ls $(LLAMA_SDIST)/*.tar.gz) $(BIN)/python -m pytest
 
 # Thousands of mutants of the built-in model through complete, chat, inspect and convert (the suite runs
-# 50); prints what it finds and keeps those files in fuzz-findings/. FUZZ_SEED picks another set.
+# 50); prints what it finds and keeps those files in fuzz-findings/. Then thousands of random and mutated
+# requests to a server (the suite sends 200). FUZZ_SEED picks another set.
 .PHONY: fuzz
 FUZZ_MUTANTS ?= 3000
+FUZZ_REQUESTS ?= 3000
 FUZZ_SEED ?= 1
 fuzz: install-test
 	$(BIN)/python tests/test_fuzz.py --mutants $(FUZZ_MUTANTS) --seed $(FUZZ_SEED)
+	BACKSPACE_SERVE_FUZZ_CASES=$(FUZZ_REQUESTS) BACKSPACE_SERVE_FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest -q \
+		tests/test_serve_fuzz.py
 
 # The built-in model, unless BACKSPACE_MODEL names another.
 chat: install

@@ -149,6 +149,8 @@ def assert_openai_error(status, headers, body, expected_status, param=None):
     ({"messages": QUESTION, "max_tokens": 100_000}, "max_tokens"),  # past the context
     ({"messages": QUESTION, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"messages": QUESTION, "logit_bias": {"no such token": 1}}, "logit_bias"),
+    ({"messages": QUESTION, "logit_bias": {"²": 1}}, "logit_bias"),  # a digit to isdigit(), not to int()
+    ({"messages": QUESTION, "logit_bias": {"9" * 5000: 1}}, "logit_bias"),  # past int()'s digit limit
     ({"messages": QUESTION, "n": 2}, "n"),
     (b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),  # deeper than any parser recurses
     ({"messages": [{"role": "user", "content": "\ud800"}]}, None),  # half a UTF-16 pair: no character

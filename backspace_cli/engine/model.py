@@ -139,9 +139,9 @@ class Model:
 
     def parse_token(self, spec: str) -> int | None:
         """A token given as an id or as its exact text."""
-        if spec.strip().isdigit():
-            token = int(spec)
-            return token if token < self.n_vocab else None
+        digits = spec.strip()
+        if digits.isascii() and digits.isdigit():  # isdigit() alone takes "²", which int() refuses
+            return int(digits) if len(digits) <= len(str(self.n_vocab)) and int(digits) < self.n_vocab else None
         return self.find_token(spec)
 
 
