@@ -13,6 +13,7 @@ import torch
 
 from backspace_cli import defaults
 from backspace_cli.engine.delete_rules import OVER_BUDGET, REFUSED, DeleteRules, ReplyEdits, judge_delete
+from backspace_cli.engine.events import CONTEXT, DELETE_BUDGET, LENGTH, STOP
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,9 @@ class Rollout:
     def ended(self, n_ctx: int) -> bool:
         """Whether the reply has ended, checking its length first as the engine does before each draw."""
         if self.finish is None and len(self.tokens) >= self.rules.max_tokens:
-            self.finish = "length"
+            self.finish = LENGTH
         elif self.finish is None and len(self.context) >= n_ctx:
-            self.finish = "context"
+            self.finish = CONTEXT
         return self.finish is not None
 
     def take(self, token: int, bans: set[int]) -> None:
@@ -76,12 +77,12 @@ class Rollout:
             if verdict == REFUSED:
                 reply.refuse(token)
             elif verdict == OVER_BUDGET:
-                self.finish = "delete_budget"
+                self.finish = DELETE_BUDGET
             else:
                 self.deletes += 1
                 reply.record_delete(reply.pop(), token, ban=self._delete_rules.ban_deleted)
         elif token == self.rules.end:
-            self.finish = "stop"
+            self.finish = STOP
         else:
             reply.push(token)
 

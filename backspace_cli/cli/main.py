@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..engine.events import INTERRUPTED
 from .convert import convert, inspect
 from .data import eval_command, synth
 from .friendly import friendly_errors
@@ -58,7 +59,7 @@ def complete(prompt, output_format, trace, **options):
 
     settings = settings_from(options)
     done = run_complete(settings, read_prompt(prompt), output_format or default_format(), trace)
-    if done.finish_reason == "interrupted":
+    if done.finish_reason == INTERRUPTED:
         raise SystemExit(INTERRUPTED_STATUS)
 
 
@@ -89,7 +90,7 @@ def chat(message, system, output_format, trace, resume, **options):
     from .prompt import read_prompt
 
     done = run_once(settings, system, read_prompt(message), output_format or default_format(), trace, resume)
-    if done.finish_reason == "interrupted":
+    if done.finish_reason == INTERRUPTED:
         raise SystemExit(INTERRUPTED_STATUS)
 
 
