@@ -13,6 +13,7 @@ from backspace_cli.engine.model import load_model  # noqa: E402
 from backspace_cli.train.model_setup import load_bundle  # noqa: E402
 from backspace_cli.train.rollout import roll_out  # noqa: E402
 from backspace_cli.train.stages import draw_log_probs  # noqa: E402
+from backspace_cli.train.tasks import TrainTask  # noqa: E402
 
 from train_models import SMALL_LLAMA, letter_tasks, needs_converter, write_small_config  # noqa: E402
 
@@ -43,7 +44,7 @@ def delete_happy(tmp_path_factory):
     model.save_pretrained(folder / "hf")
     bundle.tokenizer.save_pretrained(folder / "hf")
     path = convert_checkpoint(folder / "hf", folder / "model.gguf", outtype="f32")
-    prompts = [bundle.prompt_ids([{"role": "user", "content": t["prompt"]}]) for t in tasks[:12]]
+    prompts = [bundle.prompt_ids(TrainTask((("user", t["prompt"]),), (t["answer"],))) for t in tasks[:12]]
     return bundle, load_model(str(path), n_ctx=SMALL_LLAMA["max_position_embeddings"], n_threads=1), prompts
 
 

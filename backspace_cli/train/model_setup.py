@@ -1,6 +1,6 @@
 """The model and tokenizer to train: an HF folder, a GGUF that transformers dequantizes, or a small Llama from scratch."""
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backspace_convert.errors import UserError
@@ -26,11 +26,15 @@ class ModelBundle:
     delete_id: int
     end_ids: frozenset[int]  # tokens that end a reply, as llama.cpp's end-of-generation set does
     reply_end: int  # the token a finished reply writes: its end of turn
+    _prompts: dict = field(default_factory=dict, repr=False)  # by task: every stage asks for the same ones
 
-    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        """The prompt as the engine lays it out: the chat template, with the generation prompt."""
-        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                       return_dict=False))
+    def prompt_ids(self, task) -> list[int]:
+        """A task's prompt as the engine lays it out: the chat template, with the generation prompt."""
+        ids = self._prompts.get(task.messages)
+        if ids is None:
+            ids = self._prompts[task.messages] = list(self.tokenizer.apply_chat_template(
+                task.chat(), add_generation_prompt=True, tokenize=True, return_dict=False))
+        return ids
 
     def answer_ids(self, answer: str) -> list[int]:
         return self.tokenizer.encode(answer, add_special_tokens=False)

@@ -28,7 +28,7 @@ def probe(bundle: ModelBundle, tasks: list[TrainTask], scorer: Scorer, max_token
         rules = DeleteRules(token_id=bundle.delete_id, enabled=enabled, ban_deleted=True)
         right = deletes = 0.0
         for task in tasks:
-            run = roll_out(bundle.model, bundle.prompt_ids(task.chat()), rules, bundle.end_ids,
+            run = roll_out(bundle.model, bundle.prompt_ids(task), rules, bundle.end_ids,
                            max_tokens=max_tokens, temperature=0.0)
             right += scorer(bundle.text(run.tokens), task)
             deletes += run.deletes

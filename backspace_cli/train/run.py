@@ -136,8 +136,8 @@ def _run_stage(stage: str, bundle: ModelBundle, tasks: list[TrainTask], probe_ta
     if stage == "grpo":
         data, collator, per_step = tasks, list, recipe.grpo_prompts
     else:
-        say(f"{stage}: finding the model's likeliest mistakes on {len(tasks)} tasks")
-        dead = [set(d) for d in likeliest_wrong(bundle, tasks, recipe.dead_per_state)]
+        dead = [set(d) for d in likeliest_wrong(bundle, tasks, recipe.dead_per_state,
+                                                 label=f"{stage}: the model's likeliest mistakes")]
         if stage == "own":
             _add_own_mistakes(bundle, tasks, dead, recipe, say)
         data = [question_tree(bundle, task, d, recipe.delete_weight) for task, d in zip(tasks, dead)]
@@ -188,6 +188,7 @@ def _add_own_mistakes(bundle: ModelBundle, tasks: list[TrainTask], dead: list[se
     """Run the model on a share of the tasks, greedily and sampled, under the engine's rules, and add every
     dead state it reached to that task's."""
     import torch
+    from tqdm.auto import tqdm
 
     from ..engine.delete_rules import DeleteRules
     from .rollout import roll_out
@@ -200,9 +201,10 @@ def _add_own_mistakes(bundle: ModelBundle, tasks: list[TrainTask], dead: list[se
     found = 0
     for temperature, rules in ((0.0, DeleteRules(bundle.delete_id, ban_deleted=True)),
                                (recipe.own_temperature, DeleteRules(bundle.delete_id))):
-        for index in chosen:
+        kind = "greedy" if temperature == 0 else f"at temperature {temperature:g}"
+        for index in tqdm(chosen, desc=f"own: answering {kind}", unit="task", dynamic_ncols=True):
             task = tasks[index]
-            run = roll_out(bundle.model, bundle.prompt_ids(task.chat()), rules, bundle.end_ids,
+            run = roll_out(bundle.model, bundle.prompt_ids(task), rules, bundle.end_ids,
                            max_tokens=recipe.max_tokens, temperature=temperature, generator=generator)
             for draw in run.draws:
                 if draw.token == bundle.delete_id or draw.token in bundle.end_ids:

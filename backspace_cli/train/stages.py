@@ -82,7 +82,7 @@ class GroupTrainer(StageTrainer):
         policy.eval()
         runs, rewards = [], []
         for task in tasks:
-            prompt = bundle.prompt_ids(task.chat())
+            prompt = bundle.prompt_ids(task)
             for _ in range(recipe.grpo_group):
                 run = roll_out(policy, prompt, self.rules, bundle.end_ids, max_tokens=recipe.max_tokens,
                                temperature=recipe.grpo_temperature)

@@ -25,7 +25,7 @@ def alive(bundle: ModelBundle, task: TrainTask, reply: Sequence[int]) -> bool:
 def question_tree(bundle: ModelBundle, task: TrainTask, dead: Iterable[Reply], delete_weight: float) -> TokenTree:
     """One question's states, packed: the reference answer, each of its prefixes learning the next token
     and the whole learning the reply's end, and each dead reply learning the delete."""
-    prompt = bundle.prompt_ids(task.chat())
+    prompt = bundle.prompt_ids(task)
     tree = TokenTree.rooted(prompt)
     answer = bundle.answer_ids(task.answers[0]) + [bundle.reply_end]
     for k, token in enumerate(answer):
@@ -36,16 +36,18 @@ def question_tree(bundle: ModelBundle, task: TrainTask, dead: Iterable[Reply], d
 
 
 @torch.no_grad()
-def likeliest_wrong(bundle: ModelBundle, tasks: Sequence[TrainTask], per_state: int, batch: int = 16
-                    ) -> list[set[Reply]]:
+def likeliest_wrong(bundle: ModelBundle, tasks: Sequence[TrainTask], per_state: int, batch: int = 16,
+                    label: str = "likeliest mistakes") -> list[set[Reply]]:
     """For each task, the dead replies that the model's `per_state` likeliest wrong tokens make at each
     live state of the reference answer: the mistakes it is closest to making."""
+    from tqdm.auto import tqdm
+
     model = bundle.model
     was_training = model.training
     model.eval()
     banned = set(bundle.end_ids) | {bundle.delete_id}
     out = []
-    for start in range(0, len(tasks), batch):
+    for start in tqdm(range(0, len(tasks), batch), desc=label, unit="batch", dynamic_ncols=True):
         chunk = tasks[start : start + batch]
         trees = [question_tree(bundle, task, (), 1.0) for task in chunk]
         inputs = collate(trees, bundle.reply_end)
@@ -53,7 +55,7 @@ def likeliest_wrong(bundle: ModelBundle, tasks: Sequence[TrainTask], per_state: 
         logits = model(input_ids=inputs["input_ids"].to(device), position_ids=inputs["position_ids"].to(device),
                        attention_mask=inputs["attention_mask"].to(device)).logits.float().cpu()
         for row, (task, tree) in enumerate(zip(chunk, trees)):
-            prompt_length = len(bundle.prompt_ids(task.chat()))
+            prompt_length = len(bundle.prompt_ids(task))
             answer = bundle.answer_ids(task.answers[0])
             dead: set[Reply] = set()
             for k in range(len(answer) + 1):
