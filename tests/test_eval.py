@@ -65,6 +65,15 @@ def test_eval_reports_both_settings_with_consistent_statistics(tasks_file, built
     assert paired["gain"] == pytest.approx(deletes["accuracy"] - banned["accuracy"])
 
 
+def test_eval_takes_the_engine_options_that_complete_and_chat_take(tasks_file, builtin_path):
+    report = run_json(tasks_file, "-m", builtin_path, "--temp", "3", "--min-p", "0", "--top-k", "0", "--top-p", "1",
+                      "-n", "12", "--max-deletes", "0", "--repeat-penalty", "1.1", "--logit-bias", "5=-2", "-ngl", "0")
+    assert all(setting["deletes_per_answer"] == 0 for setting in report["settings"])  # the first delete ends a reply
+    options = report["options"]
+    assert (options["max_deletes"], options["repeat_penalty"], options["logit_bias"]) == (0, 1.1, [["5", -2.0]])
+    assert invoke(tasks_file, "-m", builtin_path, "--no-delete").exit_code == 2  # eval runs both settings itself
+
+
 def test_the_same_seeds_give_the_same_report(tasks_file, builtin_path):
     args = (tasks_file, "-m", builtin_path, "--temp", "1.2", "--limit", "8", "-n", "12", "--seed", "3")
     first, second = run_json(*args), run_json(*args)

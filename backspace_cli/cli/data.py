@@ -10,7 +10,7 @@ from backspace_convert.atomic import never_an_input, output_stream
 from .. import defaults
 from ..data.labels import IGNORE
 from .friendly import friendly_errors
-from .options import CONTEXT_SETTINGS, rpc_options, sampling_options, setting_type, settings_from
+from .options import CONTEXT_SETTINGS, eval_engine_options, setting_type, settings_from
 
 
 def _parse_temps(context, parameter, value):
@@ -110,8 +110,6 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 
 @click.command("eval", context_settings=CONTEXT_SETTINGS)
 @click.argument("tasks_path", metavar="TASKS", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("-m", "--model", envvar="BACKSPACE_MODEL",
-              help="GGUF model file [env: BACKSPACE_MODEL; default: the built-in model].")
 @click.option("--raw", is_flag=True, help="Give the prompt as raw text, not through the chat template.")
 @click.option("--scoring", type=click.Choice(["exact", "contains"]), default="exact", show_default=True,
               help="exact: the reply (stripped) is the answer; contains: the answer appears in the reply.")
@@ -119,17 +117,12 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--temps", callback=_parse_temps, metavar="T,T,...",
               help="A sweep: both settings at each temperature (0 is greedy), in one table; replaces --temp and --greedy.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --temps: also write a chart (.png, .svg or .pdf).")
-@sampling_options
 @click.option("--seed", type=setting_type("seed"), default=0, show_default=True,
               help="Task i is sampled with SEED + i in every setting.")
-@click.option("-n", "--max-tokens", type=setting_type("max_tokens"), default=defaults.MAX_TOKENS, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N tasks.")
-@click.option("--delete-token", help="The delete token, as TEXT or ID (default: from the model).")
-@click.option("-c", "--ctx-size", type=setting_type("ctx_size"), default=defaults.CONTEXT_SIZE, show_default=True)
-@click.option("-t", "--threads", type=setting_type("threads"), default=None, help="CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
-@rpc_options
+@eval_engine_options
 @friendly_errors(writes_files=True)
 def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the

@@ -64,54 +64,52 @@ def _parse_rpc(context, parameter, value):
         raise click.BadParameter(str(error)) from None
 
 
-# Shared with `eval`: llama.cpp's RPC backend, as llama-cli's --rpc.
-RPC_OPTIONS = [
-    click.option("--rpc", callback=_parse_rpc, envvar="BACKSPACE_RPC", metavar="HOST:PORT[,...]",
-                 help="Offload layers to these rpc-servers (llama.cpp's RPC backend; all layers unless -ngl says)"
-                      " [env: BACKSPACE_RPC]."),
-    click.option("--rpc-timeout", type=setting_type("rpc_timeout"), default=defaults.RPC_TIMEOUT_SECONDS,
-                 show_default=True, metavar="SECONDS",
-                 help="While the model loads or a reply runs, an rpc-server silent this long is taken as gone;"
-                      " 0 waits forever."),
-]
+MODEL_OR = "the model's recommendation, else"  # sampling left unset takes GGUF's general.sampling.*
 
-MODEL_OR = "the model's recommendation, else"
-# Shared with `eval`. Unset, each takes the model's recommended value (GGUF's general.sampling.*).
-SAMPLING_OPTIONS = [
-    click.option("--temp", type=setting_type("temp"), default=None,
-                 help=f"Sampling temperature; 0 is greedy [default: {MODEL_OR} {defaults.TEMPERATURE}]."),
-    click.option("--top-k", type=setting_type("top_k"), default=None,
-                 help=f"0 is off [default: {MODEL_OR} {defaults.TOP_K}]."),
-    click.option("--top-p", type=setting_type("top_p"), default=None,
-                 help=f"1 is off [default: {MODEL_OR} {defaults.TOP_P}]."),
-    click.option("--min-p", type=setting_type("min_p"), default=None,
-                 help=f"0 is off [default: {MODEL_OR} {defaults.MIN_P}]."),
-]
-
-OPTIONS = [
-    click.option("-m", "--model", envvar="BACKSPACE_MODEL", help="GGUF model file [env: BACKSPACE_MODEL]."),
-    click.option("-n", "--max-tokens", type=setting_type("max_tokens"), default=defaults.MAX_TOKENS, show_default=True,
-                 help="Most tokens in a reply."),
-    *SAMPLING_OPTIONS,
-    click.option("--repeat-penalty", type=setting_type("repeat_penalty"), default=None,
-                 help=f"1 is off [default: {MODEL_OR} {defaults.REPEAT_PENALTY}]."),
-    click.option("--seed", type=setting_type("seed"), default=None,
-                 help="Random seed (default: a fresh one each run)."),
-    click.option("-c", "--ctx-size", type=setting_type("ctx_size"), default=defaults.CONTEXT_SIZE, show_default=True,
-                 help="Context size in tokens."),
-    click.option("-t", "--threads", type=setting_type("threads"), default=None,
-                 help="CPU threads (default: physical cores)."),
-    click.option("-ngl", "--gpu-layers", type=setting_type("gpu_layers"), default=None,
-                 help="Layers to offload to the GPU or --rpc servers (default: all when there is one, else 0)."),
-    click.option("--delete-token", help="The delete token, as TEXT or ID (default: from the model)."),
-    click.option("--no-delete", is_flag=True, help="Ban the delete token: plain generation, the A/B baseline."),
-    click.option("--max-deletes", type=setting_type("max_deletes"), default=defaults.MAX_DELETES, show_default=True,
-                 help="Deletes per reply; one more ends the reply."),
-    click.option("--logit-bias", multiple=True, callback=_parse_bias, metavar="TOKEN=BIAS",
-                 help="Add BIAS to TOKEN's logit (an id or a token's text); repeatable."),
-    click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log lines."),
-    *RPC_OPTIONS,
-]
+# By the Settings field each sets; `complete`, `chat` and `serve` take them all.
+OPTIONS = {
+    "model": click.option("-m", "--model", envvar="BACKSPACE_MODEL",
+                          help="GGUF model file [env: BACKSPACE_MODEL; default: the built-in model]."),
+    "max_tokens": click.option("-n", "--max-tokens", type=setting_type("max_tokens"), default=defaults.MAX_TOKENS,
+                               show_default=True, help="Most tokens in a reply."),
+    "temp": click.option("--temp", type=setting_type("temp"), default=None,
+                         help=f"Sampling temperature; 0 is greedy [default: {MODEL_OR} {defaults.TEMPERATURE}]."),
+    "top_k": click.option("--top-k", type=setting_type("top_k"), default=None,
+                          help=f"0 is off [default: {MODEL_OR} {defaults.TOP_K}]."),
+    "top_p": click.option("--top-p", type=setting_type("top_p"), default=None,
+                          help=f"1 is off [default: {MODEL_OR} {defaults.TOP_P}]."),
+    "min_p": click.option("--min-p", type=setting_type("min_p"), default=None,
+                          help=f"0 is off [default: {MODEL_OR} {defaults.MIN_P}]."),
+    "repeat_penalty": click.option("--repeat-penalty", type=setting_type("repeat_penalty"), default=None,
+                                   help=f"1 is off [default: {MODEL_OR} {defaults.REPEAT_PENALTY}]."),
+    "seed": click.option("--seed", type=setting_type("seed"), default=None,
+                         help="Random seed (default: a fresh one each run)."),
+    "ctx_size": click.option("-c", "--ctx-size", type=setting_type("ctx_size"), default=defaults.CONTEXT_SIZE,
+                             show_default=True, help="Context size in tokens."),
+    "threads": click.option("-t", "--threads", type=setting_type("threads"), default=None,
+                            help="CPU threads (default: physical cores)."),
+    "gpu_layers": click.option("-ngl", "--gpu-layers", type=setting_type("gpu_layers"), default=None,
+                               help="Layers to offload to the GPU or --rpc servers (default: all when there is one,"
+                                    " else 0)."),
+    "delete_token": click.option("--delete-token", help="The delete token, as TEXT or ID (default: from the model)."),
+    "no_delete": click.option("--no-delete", is_flag=True,
+                              help="Ban the delete token: plain generation, the A/B baseline."),
+    "max_deletes": click.option("--max-deletes", type=setting_type("max_deletes"), default=defaults.MAX_DELETES,
+                                show_default=True, help="Deletes per reply; one more ends the reply."),
+    "logit_bias": click.option("--logit-bias", multiple=True, callback=_parse_bias, metavar="TOKEN=BIAS",
+                               help="Add BIAS to TOKEN's logit (an id or a token's text); repeatable."),
+    "verbose": click.option("-v", "--verbose", is_flag=True, help="Show llama.cpp's own log lines."),
+    # llama.cpp's RPC backend, as llama-cli's --rpc.
+    "rpc": click.option("--rpc", callback=_parse_rpc, envvar="BACKSPACE_RPC", metavar="HOST:PORT[,...]",
+                        help="Offload layers to these rpc-servers (llama.cpp's RPC backend; all layers unless -ngl"
+                             " says) [env: BACKSPACE_RPC]."),
+    "rpc_timeout": click.option("--rpc-timeout", type=setting_type("rpc_timeout"),
+                                default=defaults.RPC_TIMEOUT_SECONDS, show_default=True, metavar="SECONDS",
+                                help="While the model loads or a reply runs, an rpc-server silent this long is taken"
+                                     " as gone; 0 waits forever."),
+}
+# `eval` runs every task with deletes and without, task i with seed SEED + i: it declares those two itself.
+EVAL_OWN = ("seed", "no_delete")
 
 
 def _stacked(options: list):
@@ -125,9 +123,8 @@ def _stacked(options: list):
     return decorate
 
 
-engine_options = _stacked(OPTIONS)
-sampling_options = _stacked(SAMPLING_OPTIONS)
-rpc_options = _stacked(RPC_OPTIONS)
+engine_options = _stacked(list(OPTIONS.values()))
+eval_engine_options = _stacked([option for name, option in OPTIONS.items() if name not in EVAL_OWN])
 
 
 def settings_from(options: dict) -> Settings:

@@ -156,8 +156,9 @@ class Evaluator:
         """How the evaluation ran, for its report."""
         s = self.settings
         return {"raw": self.raw, "scoring": self.scoring, "greedy": self.greedy, "temp": s.temp, "top_k": s.top_k,
-                "top_p": s.top_p, "min_p": s.min_p, "seed": self.seed, "max_tokens": s.max_tokens,
-                "delete_token": s.delete_token, "temps": self.temps}
+                "top_p": s.top_p, "min_p": s.min_p, "repeat_penalty": s.repeat_penalty, "seed": self.seed,
+                "max_tokens": s.max_tokens, "delete_token": s.delete_token, "max_deletes": s.max_deletes,
+                "logit_bias": [list(pair) for pair in s.logit_bias], "temps": self.temps}
 
     def prompt_tokens(self, prompt: str) -> list[int]:
         messages = prompt if self.template is None else [{"role": "user", "content": prompt}]
