@@ -2,8 +2,12 @@
 import io
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
+
+from backspace_cli.render.renderers import TOOK_BACK
 
 pytest.importorskip("starlette", reason="the server's extra is not installed: pip install -e '.[serve]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
@@ -14,7 +18,11 @@ if CHROMIUM is None:
 
 from serve_client import done_record, running_server, sse_chunks  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+import export_gguf  # noqa: E402
+
 QUESTION = "What is 12+7?"
+EMPTIED = "What is 12+34?"  # the built-in model writes a reply, then deletes all of it
 # Records each piece's look at the moment it is marked deleted, before any timer can change it.
 WATCH_DELETES = """() => {
   window.deletedLooks = [];
@@ -64,7 +72,7 @@ def ask(page, question: str) -> dict:
         page.fill("#message", question)
         page.press("#message", "Enter")
     chunks = sse_chunks(io.BytesIO(answer.value.body()))
-    page.wait_for_selector(".reply[data-done]")
+    sync_api.expect(page.locator(".reply:not([data-done])")).to_have_count(0)  # an empty reply is never visible
     return done_record(chunks)
 
 
@@ -117,3 +125,34 @@ def test_model_text_is_shown_as_text_never_as_html(page):
     page.wait_for_selector(".reply[data-done]")
     assert page.locator(".reply").inner_text() == "".join(hostile)
     assert page.evaluate("window.pwned") is None and page.locator(".reply img, .reply script").count() == 0
+
+
+def test_the_page_introduces_the_built_in_model_and_offers_its_examples(page):
+    sync_api.expect(page.locator("#description")).to_have_text(export_gguf.DESCRIPTION)
+    examples = page.locator("#examples .example")
+    assert examples.all_text_contents() == list(export_gguf.EXAMPLES)
+    placeholder = page.get_attribute("#message", "placeholder")
+    assert placeholder == f"Ask something, for example: {export_gguf.EXAMPLES[0]}"
+    examples.nth(1).click()  # an example goes into the input, to be sent or changed
+    assert page.input_value("#message") == export_gguf.EXAMPLES[1]
+
+
+def test_a_reply_the_model_deleted_entirely_says_so_in_one_line(page):
+    done = ask(page, EMPTIED)
+    assert done["text"] == "" and done["deletes"] > 0
+    sync_api.expect(page.locator(".note")).to_have_text(TOOK_BACK)
+    assert page.locator(".reply + .note + .stats").count() == 1  # between the empty reply and its statistics
+    done = ask(page, QUESTION)
+    assert done["text"] and page.locator(".note").count() == 1  # a reply with text gets none
+
+
+def test_a_model_that_says_nothing_about_itself_gets_a_page_without_an_introduction(browser, tiny_llama_path):
+    with running_server("-m", str(tiny_llama_path)) as server:
+        page = browser.new_page()
+        try:
+            page.goto(server.url)
+            sync_api.expect(page.locator("#model")).to_have_text(tiny_llama_path.stem)
+            assert page.locator("#about").is_hidden()
+            assert page.get_attribute("#message", "placeholder") == "Ask something"
+        finally:
+            page.close()

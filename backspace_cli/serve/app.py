@@ -3,6 +3,7 @@ import asyncio
 import json
 import time
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from importlib.resources import files
 
 from starlette.applications import Starlette
@@ -15,6 +16,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..engine.events import Done
+from ..introduction import Introduction
+from ..render.renderers import TOOK_BACK
 from .access import ANY, Access, AccessGuard, authorize
 from .errors import FAILED, ApiError
 from .requests import parse_json, parse_request
@@ -102,6 +105,8 @@ class JobResponse:
 
 def make_app(worker: Worker, model: str, access: Access, uploads: Uploads, api_key: str | None = None) -> Starlette:
     created = int(time.time())
+    # What the page shows beside its chat: the model's name and its own introduction, and the note's wording.
+    about_page = {"model": model, **asdict(Introduction.of(worker.session.model.metadata)), "took_back": TOOK_BACK}
 
     async def generation(request: Request, chat: bool) -> JobResponse:
         authorize(request, api_key)
@@ -124,6 +129,9 @@ def make_app(worker: Worker, model: str, access: Access, uploads: Uploads, api_k
 
     async def page(request: Request) -> FileResponse:
         return FileResponse(str(files(PAGE[0]).joinpath(PAGE[1], "index.html")), headers=PAGE_HEADERS)
+
+    async def about(request: Request) -> JSONResponse:
+        return JSONResponse(about_page)
 
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         return error.response()
@@ -152,6 +160,7 @@ def make_app(worker: Worker, model: str, access: Access, uploads: Uploads, api_k
         middleware=middleware,
         routes=[
             Route("/", page),
+            Route("/page/about", about),
             Mount("/page", StaticFiles(packages=[PAGE]), name="page"),
             Route("/health", health),
             Route("/v1/models", list_models),

@@ -4,6 +4,7 @@
 
 const FLASH_MS = 700; // how long a deleted piece shows, struck through, outside trace mode
 const history = []; // the conversation's final texts, sent whole each turn (the server reuses its cache)
+let tookBack = ""; // the server's wording for a reply the model deleted entirely
 const $ = (id) => document.getElementById(id);
 
 function element(tag, className, text) {
@@ -84,6 +85,7 @@ async function ask(message) {
       stats.textContent = statsLine(done);
     }
   }
+  if (done && done.text === "" && done.deletes > 0) reply.after(element("div", "note", tookBack));
   if (done) {
     history.push({ role: "user", content: message }, { role: "assistant", content: done.text });
     reply.dataset.done = "";
@@ -100,4 +102,18 @@ $("ask").addEventListener("submit", async (event) => {
   $("send").disabled = true;
   try { await ask(message); } finally { $("send").disabled = false; $("message").focus(); }
 });
-fetch("/health").then((response) => response.json()).then((health) => { $("model").textContent = health.model; });
+// The model's name, and what it says about itself: a description, and examples that fill the input when clicked.
+fetch("/page/about").then((response) => response.json()).then((about) => {
+  $("model").textContent = about.model;
+  tookBack = about.took_back;
+  $("description").textContent = about.description;
+  for (const example of about.examples) {
+    const button = element("button", "example", example);
+    button.type = "button";
+    button.addEventListener("click", () => { $("message").value = example; $("message").focus(); });
+    $("examples").append(button);
+  }
+  $("examples").hidden = !about.examples.length;
+  $("about").hidden = !about.description && !about.examples.length;
+  if (about.examples.length) $("message").placeholder = "Ask something, for example: " + about.examples[0];
+});
