@@ -30,23 +30,25 @@ class Uploads:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.limit:
             raise too_big
-        body = bytearray()
         try:
-            async with asyncio.timeout(self.seconds):
-                while True:
-                    message = await self._next(request.receive)
-                    if message["type"] == "http.disconnect":
-                        raise ApiError(400, "the client left before its request body arrived", code="client_left")
-                    body += message.get("body", b"")
-                    if len(body) > self.limit:
-                        raise too_big
-                    if not message.get("more_body", False):
-                        return bytes(body)
-        except TimeoutError:
+            return await asyncio.wait_for(self._collect(request, too_big), self.seconds)
+        except asyncio.TimeoutError:  # TimeoutError itself only from Python 3.11
             log.warning("backspace serve: dropped a client whose request body was not all there after %g s",
                         self.seconds)
             raise ApiError(408, f"the request body did not arrive within {self.seconds:g} s",
                            code="upload_timeout", headers=CLOSE) from None
+
+    async def _collect(self, request: Request, too_big: ApiError) -> bytes:
+        body = bytearray()
+        while True:
+            message = await self._next(request.receive)
+            if message["type"] == "http.disconnect":
+                raise ApiError(400, "the client left before its request body arrived", code="client_left")
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                raise too_big
+            if not message.get("more_body", False):
+                return bytes(body)
 
     async def _next(self, receive) -> dict:
         """The next ASGI message from the client, unless the server stops first."""
