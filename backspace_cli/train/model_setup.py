@@ -1,10 +1,10 @@
 """The model and tokenizer to train: an HF folder, a GGUF that transformers dequantizes, or a small Llama from scratch."""
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DELETE_TOKEN_TEXT
+from .recipe import read_json_object
 from .scratch_tokenizer import train_tokenizer
 
 # --from-scratch tiny: the size of the built-in model, a Llama whose few layers train on two CPU cores.
@@ -76,14 +76,7 @@ def load_bundle(model: str | None, from_scratch: str | None, tokenizer: str | No
 def _scratch_config(name: str) -> dict:
     if name == "tiny":
         return dict(TINY_LLAMA)
-    path = Path(name)
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"--from-scratch {name}: expected tiny or a LlamaConfig JSON file ({error})") from None
-    if not isinstance(settings, dict):
-        raise UserError(f"--from-scratch {name}: expected a JSON object of LlamaConfig settings")
-    return {**TINY_LLAMA, **settings}
+    return {**TINY_LLAMA, **read_json_object(Path(name), "--from-scratch", "LlamaConfig settings (or: tiny)")}
 
 
 def _load_tokenizer(path: str):

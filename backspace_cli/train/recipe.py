@@ -59,16 +59,20 @@ class TrainRecipe:
         return data
 
 
+def read_json_object(path: Path, option: str, holding: str) -> dict:
+    """A JSON file that holds one object, such as a recipe's fields or a model's settings."""
+    try:
+        settings = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{option} {path}: {error}") from None
+    if not isinstance(settings, dict):
+        raise UserError(f"{option} {path}: expected a JSON object of {holding}")
+    return settings
+
+
 def read_recipe(path: Path | None, overrides: dict) -> TrainRecipe:
     """The defaults, then a recipe file's fields, then the command line's."""
-    settings = {}
-    if path is not None:
-        try:
-            settings = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise UserError(f"--recipe {path}: {error}") from None
-        if not isinstance(settings, dict):
-            raise UserError(f"--recipe {path}: expected a JSON object of recipe fields")
+    settings = read_json_object(path, "--recipe", "recipe fields") if path is not None else {}
     settings.update({name: value for name, value in overrides.items() if value is not None})
     known = {f.name: f for f in fields(TrainRecipe)}
     recipe = TrainRecipe()
