@@ -6,7 +6,7 @@ from pathlib import Path
 from backspace_convert.atomic import atomic_output, never_an_input
 from backspace_convert.errors import UserError
 from .recipe import TrainRecipe, read_recipe
-from .run import RUN_FILE, Interrupted, TrainJob, held_out_ab, train
+from .run import FINAL, RUN_FILE, Interrupted, TrainJob, held_out_ab, train
 
 
 def default_work(output: Path) -> Path:
@@ -58,7 +58,7 @@ def run_train(job: TrainJob, recipe: TrainRecipe, *, force: bool, plot: Path | N
     if plot is not None:
         plot_curves(reports, plot)
         say(f"wrote {plot}")
-    checkpoint = work / recipe.stages[-1] / "final"
+    checkpoint = work / recipe.stages[-1] / FINAL
     say(f"HF checkpoint: {checkpoint}")
     export_gguf(checkpoint, output, outtype=job.outtype, sampling=recipe.sampling, force=force, say=say)
     say(f"wrote {output}")
