@@ -1,4 +1,5 @@
 """A model opened for generation: its engine, its delete token, and the sampler built from settings."""
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import replace
 
@@ -23,6 +24,19 @@ def delete_token_for(model: Model, spec: str | None) -> DeleteToken | None:
     if token is None:
         raise UserError(f"unknown delete token {spec!r}: it is neither a token id nor one token's text")
     return DeleteToken(token, model.token_text(token), "option")
+
+
+def token_biases(model: Model, biases: list[tuple[str, float]], source: str,
+                 base: dict[int, float] | None = None) -> dict[int, float]:
+    """Each (TOKEN, BIAS), TOKEN an id or one token's text, summed by token id onto `base`; `source` names
+    where the biases came from in the error about a TOKEN that is neither."""
+    resolved = Counter(base or {})
+    for spec, bias in biases:
+        token = model.parse_token(str(spec))
+        if token is None:
+            raise UserError(f"{source}: {spec!r} is neither a token id nor one token's text")
+        resolved[token] += bias
+    return dict(resolved)
 
 
 # The GGUF key by which a model recommends each sampling setting (llama.cpp's own tools honour them too),
@@ -86,16 +100,7 @@ class Session:
         self.settings = replace(settings, **unset_sampling(self.model, settings))
         self.engine = Engine(self.model)
         self.delete_token = delete_token_for(self.model, settings.delete_token)
-        self.logit_bias = self._token_biases(settings.logit_bias)
-
-    def _token_biases(self, biases: list[tuple[str, float]]) -> dict[int, float]:
-        resolved: dict[int, float] = {}
-        for spec, bias in biases:
-            token = self.model.parse_token(spec)
-            if token is None:
-                raise UserError(f"--logit-bias: {spec!r} is neither a token id nor one token's text")
-            resolved[token] = resolved.get(token, 0.0) + bias
-        return resolved
+        self.logit_bias = token_biases(self.model, settings.logit_bias, "--logit-bias")
 
     @property
     def rules(self) -> DeleteRules:

@@ -3,7 +3,6 @@ import asyncio
 import logging
 import queue
 import threading
-from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from backspace_convert.errors import UserError
@@ -13,7 +12,7 @@ from ..engine.chat_template import ChatTemplate
 from ..engine.engine import PromptTooLong
 from ..engine.events import Done
 from ..engine.prompt import prompt_tokens
-from ..engine.session import Session
+from ..engine.session import Session, token_biases
 from .errors import FAILED, ApiError
 from .reply import ReplyStream, Step
 from .requests import ApiRequest
@@ -139,11 +138,7 @@ class Worker:
 
     def _biases(self, requested: list[tuple[str, float]]) -> dict[int, float]:
         """The server's --logit-bias, plus the request's."""
-        biases = Counter(self.logit_bias)
-        for spec, bias in requested:
-            token = self.session.model.parse_token(str(spec))
-            if token is None:
-                raise ApiError(400, f"logit_bias: {spec!r} is neither a token id nor one token's text",
-                               param="logit_bias", code="invalid_value")
-            biases[token] += bias
-        return dict(biases)
+        try:
+            return token_biases(self.session.model, requested, "logit_bias", base=self.logit_bias)
+        except UserError as error:
+            raise ApiError(400, str(error), param="logit_bias", code="invalid_value") from None
