@@ -98,6 +98,15 @@ def test_the_recommended_sampling_is_written_where_backspace_reads_it(exported, 
     assert {name: resolved[name] for name in recommended} == recommended
 
 
+def test_an_export_carries_the_description_and_examples_that_chat_and_the_page_show(exported):
+    import export_gguf
+
+    from backspace_cli.introduction import Introduction
+
+    introduction = Introduction.of(load_model(exported[1], n_ctx=64, n_threads=1).metadata)
+    assert introduction == Introduction(export_gguf.DESCRIPTION, export_gguf.EXAMPLES)
+
+
 def expected_ids(text: str) -> list[int]:
     """Our vocabulary by hand: one token per printable character, UTF-8 bytes for the rest, and one per
     number from 10 to 29, digits read left to right."""
