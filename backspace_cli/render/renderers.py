@@ -44,7 +44,8 @@ def took_back_note(done: Done) -> str | None:
 class PlainRenderer:
     """The final text only, no escape codes: text is written as soon as it is older than the window.
 
-    With trace, deleted text stays in the output, marked [-like this-].
+    With trace, deleted text stays in the output, marked [-like this-]. On a terminal, a reply deleted
+    entirely is followed by the dim note that says so.
     """
 
     def __init__(self, stream: TextIO, window: int, trace: bool = False) -> None:
