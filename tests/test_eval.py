@@ -9,8 +9,10 @@ from click.testing import CliRunner
 
 from backspace_cli.cli.data import eval_command
 from backspace_cli.default_model import default_model_path
-from backspace_cli.data.evaluation import (Evaluator, Outcome, EvalArm, compare, comparisons, read_tasks, score,
-                                           summarise, wilson)
+from backspace_cli.data.eval_results import Outcome, compare, comparisons
+from backspace_cli.data.eval_stats import wilson
+from backspace_cli.data.evaluation import EvalArm, Evaluator, summarise
+from backspace_cli.data.tasks import read_tasks, score
 from backspace_cli.engine.session import Session
 from backspace_cli.settings import Settings
 

@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from backspace_cli.cli.data import eval_command
-from backspace_cli.data.evaluation import arms_for_temps, comparisons, summarise
+from backspace_cli.data.eval_results import comparisons
+from backspace_cli.data.evaluation import arms_for_temps, summarise
 
 TASKS = [("What is 12+7?", "19"), ("What is 30+4?", "34"), ("What is 5+5?", "10"), ("What is 48+27?", "75")]
 

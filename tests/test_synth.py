@@ -323,7 +323,7 @@ def test_cli_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, lines, args, mes
 
 
 def test_eval_and_synth_refuse_a_broken_line_with_the_same_words():
-    from backspace_cli.data.evaluation import read_tasks
+    from backspace_cli.data.tasks import read_tasks
 
     lines = ["", "  \n", '{"prompt": "a", "resp']
     with pytest.raises(UserError) as by_eval:

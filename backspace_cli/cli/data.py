@@ -136,7 +136,9 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..default_model import model_or_builtin
-    from ..data.evaluation import Evaluator, read_tasks, report_json, report_table, sweep_table
+    from ..data.eval_report import report_json, report_table, sweep_table
+    from ..data.evaluation import Evaluator
+    from ..data.tasks import read_tasks
     from ..engine.session import Session
 
     if temps and (greedy or options.get("temp") is not None):

@@ -4,7 +4,7 @@ from pathlib import Path
 from backspace_convert.atomic import atomic_output
 from backspace_convert.errors import UserError, missing_extra
 
-from .evaluation import ArmReport
+from .eval_results import ArmReport
 
 FORMATS = ("png", "svg", "pdf")
 

@@ -40,7 +40,7 @@ def prepare_job(tasks: Path | None, output: Path | None, resume: Path | None, op
 
 def run_train(job: TrainJob, recipe: TrainRecipe, *, force: bool, plot: Path | None, say, show) -> int:
     """Train, export and evaluate; returns the exit status (130: stopped at a checkpoint by Ctrl-C)."""
-    from ..data.evaluation import report_json, report_table
+    from ..data.eval_report import report_json, report_table
     from .export import export_gguf
     from .report import plot_curves, stages_table
 

@@ -219,7 +219,8 @@ def _add_own_mistakes(bundle: ModelBundle, tasks: list[TrainTask], dead: list[se
 def held_out_ab(gguf_path: Path, held_out: list[TrainTask], scoring: str, recipe: TrainRecipe):
     """The exported model through backspace eval on the held-out tasks: deletes on against banned, same
     seeds, at the model's recommended sampling and greedily. (Tasks of one user message, first answer.)"""
-    from ..data.evaluation import Evaluator, Task
+    from ..data.evaluation import Evaluator
+    from ..data.tasks import Task
     from ..engine.session import Session
     from ..settings import Settings
 

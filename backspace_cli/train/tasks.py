@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from backspace_convert.errors import UserError
-from ..data.evaluation import SCORINGS, score
+from ..data.tasks import SCORINGS, score
 from ..data.jsonl import bad_line, read_json_lines
 
 
