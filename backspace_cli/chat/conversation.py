@@ -2,6 +2,7 @@
 from dataclasses import dataclass, field
 
 from ..engine.events import Delete, Event, Token
+from ..render.records import event_record
 
 
 @dataclass
@@ -13,8 +14,7 @@ class Exchange:
 
     def record(self, event: Event) -> None:
         if isinstance(event, (Token, Delete)):
-            kind = "token" if isinstance(event, Token) else "delete"
-            self.edits.append({"type": kind, "id": event.id, "text": event.text})
+            self.edits.append(event_record(event))
 
     @classmethod
     def from_json(cls, record: object, number: int) -> "Exchange":

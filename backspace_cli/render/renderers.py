@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from ..engine.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, Delete, Done, Event, Token
+from ..engine.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, Delete, Done, Event
+from .records import event_record
 from .transcript import Transcript
 
 FINISH_NOTES = {
@@ -76,25 +77,6 @@ class PlainRenderer:
         if upto > self._written:
             self._written = upto
             self.stream.flush()
-
-
-def event_record(event: Event) -> dict:
-    """An event as plain JSON data: the shape of --format jsonl, and of the server's edit stream."""
-    if isinstance(event, Token):
-        return {"type": "token", "id": event.id, "text": event.text}
-    if isinstance(event, Delete):
-        return {"type": "delete", "id": event.id, "text": event.text}
-    return {
-        "type": "done",
-        "finish_reason": event.finish_reason,
-        "text": event.text,
-        "tokens": event.counts.tokens,
-        "generated": event.counts.generated,
-        "deletes": event.counts.deletes,
-        "prompt_tokens": event.counts.prompt_tokens,
-        "prompt_tps": round(event.prompt_tps, 2),
-        "gen_tps": round(event.gen_tps, 2),
-    }
 
 
 class JsonlRenderer:

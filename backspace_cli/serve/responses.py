@@ -3,7 +3,7 @@ import time
 import uuid
 
 from ..engine.events import CONTEXT, DELETE_BUDGET, INTERRUPTED, LENGTH, STOP, Delete, Done, Token
-from ..render.renderers import event_record
+from ..render.records import event_record
 
 # Ours onto OpenAI's (which has stop, length, content_filter and tool_calls); ours stays in `backspace`.
 FINISH_REASONS = {STOP: "stop", LENGTH: "length", CONTEXT: "length", DELETE_BUDGET: "length", INTERRUPTED: "stop"}
