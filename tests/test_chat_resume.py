@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from backspace_cli.chat.chat import Chat
-from backspace_cli.chat.commands import read_transcript, run_command
+from backspace_cli.chat.commands import run_command
+from backspace_cli.chat.transcript_file import read_transcript
 from backspace_cli.chat.repl import Repl, resume_command
 from backspace_cli.cli.main import main
 from backspace_cli.engine.session import Session

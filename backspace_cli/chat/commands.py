@@ -1,18 +1,14 @@
-"""Chat's slash commands: each a small function of the running chat and the text after the command; and the
-transcript that /save writes and `chat --resume` reads back."""
-import json
-import os
+"""Chat's slash commands: each a small function of the running chat and the text after the command."""
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from rich.table import Table
 
-from backspace_convert.atomic import atomic_output
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DeleteToken
 from .conversation import Conversation, Exchange
+from .transcript_file import write_transcript
 from ..engine.events import Done
 from ..engine.model import Model
 from ..render.renderers import format_stats
@@ -127,62 +123,11 @@ def regenerate(chat: ChatControls, argument: str) -> None:
     chat.turn(exchange.user)
 
 
-def write_transcript(chat: ChatControls, path: Path) -> None:
-    """The chat as JSON, every delete included: what /save writes."""
-    record = {
-        "model": str(chat.model.path),
-        "delete_token": chat.delete_token.text if chat.delete_token else None,
-        "settings": {key: getattr(chat.settings, key) for key in Settings.TUNABLE},
-        **chat.conversation.to_json(),
-    }
-    with atomic_output(path, force=True) as temporary:
-        temporary.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
-
-
-@dataclass
-class Transcript:
-    """What `chat --resume` takes from a transcript: the conversation, and the model it was held with. The
-    settings and delete token in the file are not read back: the command line's rule."""
-
-    conversation: Conversation
-    model: str | None
-
-    def held_with_another_model(self, model: Path) -> bool:
-        if self.model is None:
-            return False
-        try:
-            return not os.path.samefile(self.model, model)
-        except OSError:  # the file's model is gone, or was named relative to another directory
-            return self.model != str(model)
-
-
-def read_transcript(path: Path) -> Transcript:
-    """A transcript written by /save, or by a chat that llama.cpp ended; UserError in one line if it is not."""
-    refused = f"cannot resume from {path}"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{refused}: no such file") from None
-    except OSError as error:
-        raise UserError(f"{refused}: {error.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        reason = f"{error.msg} at line {error.lineno}" if isinstance(error, json.JSONDecodeError) else "not UTF-8"
-        raise UserError(f"{refused}: not JSON ({reason})") from None
-    try:
-        conversation = Conversation.from_json(record)
-        model = record.get("model")
-        if model is not None and not isinstance(model, str):
-            raise ValueError("its model is not a path")
-    except ValueError as error:
-        raise UserError(f"{refused}: not a chat transcript ({error})") from None
-    return Transcript(conversation, model)
-
-
 def save(chat: ChatControls, argument: str) -> None:
     if not argument:
         raise UserError("/save FILE")
     path = Path(argument).expanduser()
-    write_transcript(chat, path)
+    write_transcript(path, chat.conversation, chat.model.path, chat.delete_token, chat.settings)
     chat.print(f"[dim]Saved {len(chat.conversation.exchanges)} exchanges to {path}.[/dim]")
 
 

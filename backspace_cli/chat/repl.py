@@ -8,9 +8,10 @@ from rich.prompt import Confirm
 from rich.text import Text
 
 from .chat import Chat, MessageTooLong
-from .commands import ExitChat, Transcript, read_transcript, run_command, write_transcript
+from .commands import ExitChat, run_command
 from .conversation import Conversation, Exchange
 from .line_input import ChatInput, history_path
+from .transcript_file import SavedChat, read_transcript, write_transcript
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DeleteToken
 from ..engine.chat_template import ChatTemplate, TemplateError
@@ -132,7 +133,7 @@ def resume_command(path: Path, argv: list[str]) -> str:
     return shlex.join(["backspace", *kept, "--resume", str(path)])
 
 
-def _note_another_model(console: Console, resumed: Transcript, session: Session) -> None:
+def _note_another_model(console: Console, resumed: SavedChat, session: Session) -> None:
     if resumed.held_with_another_model(session.model.path):
         console.print(Text(f"This conversation was held with {resumed.model}; it goes on with {session.model.path}.",
                            style="dim"), soft_wrap=True)
@@ -148,7 +149,7 @@ def run_chat(settings: Settings, system: str | None, trace: bool, resume: Path |
 
     def keep_conversation() -> str:  # llama.cpp is ending the process (say, an rpc-server died mid-reply)
         path = history_path().parent / "aborted-chat.json"
-        write_transcript(repl, path)
+        write_transcript(path, repl.conversation, repl.model.path, repl.delete_token, repl.settings)
         return f"the conversation so far is saved in {path}; to go on with it: {resume_command(path, sys.argv)}"
 
     ABORTS.last_words = keep_conversation
