@@ -1,17 +1,21 @@
 """backspace eval on real models: both settings with the same seeds, honest statistics, clear errors."""
+import io
 import json
 import math
+import random
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from backspace_cli.cli.data import eval_command
 from backspace_cli.default_model import default_model_path
 from backspace_cli.data.eval_results import Outcome, compare, comparisons
 from backspace_cli.data.eval_stats import wilson
-from backspace_cli.data.evaluation import EvalArm, Evaluator, summarise
+from backspace_cli.data.eval_report import report_table, sweep_table
+from backspace_cli.data.evaluation import EvalArm, Evaluator, arms_for, arms_for_temps, summarise
 from backspace_cli.data.tasks import read_tasks, score
 from backspace_cli.engine.session import Session
 from backspace_cli.settings import Settings
@@ -99,6 +103,37 @@ def test_the_table_and_the_answers_file(tmp_path, tasks_file, builtin_path):
         assert heading in result.stdout
     lines = [json.loads(line) for line in answers.read_text().splitlines()]
     assert len(lines) == 10 and {line["setting"] for line in lines} == {"deletes", "no-delete"}
+
+
+def printed_80_wide(table) -> str:
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
+
+
+def reports_of(arms: list[EvalArm], n: int, correct_share: float) -> list:
+    def outcomes(seed: int) -> list[Outcome]:
+        rng = random.Random(seed)
+        return [Outcome("x", rng.random() < correct_share, rng.choice([0, 0, 1, 12]), 10, 0.01) for _ in range(n)]
+    return [summarise(arm, outcomes(seed)) for seed, arm in enumerate(arms)]
+
+
+TITLE = "backspace eval: 9999 tasks, temp 0.8, top-k 40, top-p 0.95, min-p 0.05, contains match"
+
+
+@pytest.mark.parametrize("n, correct_share", [(1000, 0.5), (9999, 0.999), (7, 0.0)])
+def test_the_tables_fit_80_columns_and_cut_nothing(n, correct_share):
+    reports = reports_of(arms_for(0.8, greedy=True), n, correct_share)  # the widest: four settings
+    swept = reports_of(arms_for_temps([0, 0.8, 1.5]), n, correct_share)
+    for table, shown in ((report_table(reports, TITLE), reports), (sweep_table(swept, TITLE), swept)):
+        text = printed_80_wide(table)
+        assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+        for report in shown:
+            assert f"{report.accuracy:.1%}" in text
+        for comparison in comparisons(shown):
+            assert f"p={comparison.p_value:.2g}" in text
+    assert all(f"{report.correct}/{report.answers}" in printed_80_wide(report_table(reports, TITLE))
+               for report in reports)
 
 
 def test_raw_prompts_skip_the_chat_template(builtin_path):
