@@ -1,6 +1,8 @@
 """Model files that would make llama.cpp abort are refused first, with one line, by the engine and the
 converter alike; and if llama.cpp aborts anyway, the user reads its reason and the process exits with a status."""
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +14,8 @@ from click.testing import CliRunner
 import convert_models
 import tiny_models
 from backspace_cli.cli.main import main
-from backspace_cli.engine.model import ABORT_STATUS, ModelError, load_model
+from backspace_cli.engine.llama_hooks import ABORT_STATUS
+from backspace_cli.engine.model import ModelError, load_model
 from backspace_convert.validate import validate
 
 V = gguf.GGUFValueType
@@ -132,7 +135,7 @@ def test_an_abort_in_llama_cpp_is_one_line_and_an_exit_status(tmp_path):
     which says llama.cpp's reason and exits with a status, and runs no debugger."""
     path, _ = duplicate(tmp_path / "model.gguf")
     result = run_python(
-        "import llama_cpp, backspace_cli.engine.model\n"
+        "import llama_cpp\nfrom backspace_cli.engine import llama_hooks\nllama_hooks.install()\n"
         f"llama_cpp.Llama({str(path)!r}, n_ctx=64, verbose=False)\n"
         "print('loaded')"
     )
@@ -142,11 +145,23 @@ def test_an_abort_in_llama_cpp_is_one_line_and_an_exit_status(tmp_path):
                         r"GGML_ASSERT\(id_to_token\.size\(\) == token_to_id\.size\(\)\) failed\n", result.stderr)
 
 
-def test_any_ggml_abort_is_reported_the_same_way():
-    result = run_python(
-        "import ctypes, llama_cpp._ggml, backspace_cli.engine.model\n"
-        "abort = llama_cpp._ggml.libggml.ggml_abort\n"
-        "abort.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]\n"
-        "abort(b'/build/ggml/src/ggml.c', 12, b'GGML_ASSERT(x) failed')"
-    )
-    assert (result.returncode, result.stderr) == (ABORT_STATUS, "Error: llama.cpp aborted: ggml.c:12: GGML_ASSERT(x) failed\n")
+GGML_ABORT = ("import ctypes, llama_cpp._ggml\n"
+              "abort = ctypes.CDLL(llama_cpp._ggml.libggml._name).ggml_abort\n"
+              "abort.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]\n"
+              "abort(b'/build/ggml/src/ggml.c', 12, b'GGML_ASSERT(x) failed')")
+REPORTED = "Error: llama.cpp aborted: ggml.c:12: GGML_ASSERT(x) failed\n"
+
+
+def test_any_ggml_abort_is_reported_the_same_way_once_the_hooks_are_installed():
+    result = run_python("from backspace_cli.engine import llama_hooks\nllama_hooks.install()\nllama_hooks.install()\n"
+                        + GGML_ABORT)
+    assert (result.returncode, result.stderr) == (ABORT_STATUS, REPORTED)
+
+
+def test_importing_the_engine_installs_no_hook_and_loading_a_model_installs_them(tiny_llama_path):
+    imported = subprocess.run([sys.executable, "-c", "import backspace_cli.engine.session\n" + GGML_ABORT],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "GGML_NO_BACKTRACE": "1"})
+    assert imported.returncode == -signal.SIGABRT and "Error:" not in imported.stderr
+    loaded = run_python("from backspace_cli.engine.model import load_model\n"
+                        f"load_model({str(tiny_llama_path)!r}, n_ctx=64, n_threads=1)\n" + GGML_ABORT)
+    assert (loaded.returncode, loaded.stderr) == (ABORT_STATUS, REPORTED)

@@ -22,7 +22,8 @@ import tiny_models
 from backspace_cli.cli.main import main
 from backspace_cli.engine.engine import DeleteRules, Engine
 from backspace_cli.engine.events import Done
-from backspace_cli.engine.model import ABORT_STATUS, load_model
+from backspace_cli.engine.llama_hooks import ABORT_STATUS
+from backspace_cli.engine.model import load_model
 from backspace_cli.engine.sampling import make_sampler
 from backspace_cli.engine.sequence import CacheSequence
 import test_invariants

@@ -17,7 +17,8 @@ from backspace_convert.keys import DeleteToken
 from ..engine.chat_template import ChatTemplate, TemplateError
 from ..engine.events import Done
 from ..render.renderers import LiveRenderer, format_stats, render_reply
-from ..engine.model import ABORTS, Model
+from ..engine.llama_hooks import ABORTS
+from ..engine.model import Model
 from ..engine.session import Session
 from ..introduction import Introduction
 from ..settings import Settings
