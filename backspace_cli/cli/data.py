@@ -126,7 +126,7 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @friendly_errors(writes_files=True)
 def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
-    delete token banned (--no-delete), with the same seeds.
+    delete token banned (as complete's --no-delete bans it), with the same seeds.
 
     TASKS is JSONL of {"prompt", "answer"}.
     """
