@@ -13,6 +13,7 @@ from .. import defaults
 from backspace_convert.errors import UserError
 from . import markup
 from .model import Model
+from .stopping import Stop
 
 # For models that ship no template: ChatML, the format most small instruct models are tuned on.
 CHATML = (
@@ -90,15 +91,15 @@ class ChatTemplate:
             reason = f"failed: {_one_line(error)}"
         raise TemplateError(f"the chat template ({self.source}) {reason}")
 
-    def tokens(self, messages: list[dict[str, str]]) -> list[int]:
+    def tokens(self, messages: list[dict[str, str]], stop: Stop | None = None) -> list[int]:
         """The prompt's tokens, where only the template's own markup (BOS included) is read for control
-        tokens: each message's text is text, whatever it spells."""
+        tokens: each message's text is text, whatever it spells. `stop`: as markup.tokens asks it."""
         for number, message in enumerate(messages, 1):
             if not isinstance(message.get("content"), str):
                 raise UserError(f"message {number}'s content is not text")
         rendered = self.render(messages)
         with_stand_ins = self.render(markup.stand_ins(messages))
-        return markup.tokens(self._model, markup.pieces(messages, with_stand_ins, rendered))
+        return markup.tokens(self._model, markup.pieces(messages, with_stand_ins, rendered), stop)
 
 
 def _bounded(chunks: Iterator[str]) -> Iterator[str]:

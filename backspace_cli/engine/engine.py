@@ -24,6 +24,7 @@ from .delete_rules import OVER_BUDGET, REFUSED, DeleteRules, ReplyEdits, judge_d
 from .model import Model
 from .sampling import LogitsProcessor, Sampler
 from .sequence import CacheSequence
+from .stopping import Stop, Stopped
 from .text import TokenText
 
 
@@ -105,16 +106,18 @@ class Engine:
         logits_processors: Seq[LogitsProcessor] = (),
         max_tokens: int = defaults.MAX_TOKENS,
         rules: DeleteRules = DeleteRules(token_id=None),
+        stop: Stop | None = None,
     ) -> Generator[Event, None, None]:
-        """Yield Token and Delete events, then one Done. The prompt is never deleted."""
+        """Yield Token and Delete events, then one Done. The prompt is never deleted. `stop`, asked between
+        the prompt's decode batches, ends the reply as an interrupted one before its prompt is all decoded."""
         if not prompt:
             raise ValueError("the prompt is empty")
         n_ctx = self.model.n_ctx
         if len(prompt) >= n_ctx:
             raise PromptTooLong(f"the prompt is {len(prompt)} tokens; the context holds {n_ctx}")
-        return self._generate(prompt, sampler, logits_processors, max_tokens, rules)
+        return self._generate(prompt, sampler, logits_processors, max_tokens, rules, stop)
 
-    def _generate(self, prompt, sampler, processors, max_tokens, rules) -> Generator[Event, None, None]:
+    def _generate(self, prompt, sampler, processors, max_tokens, rules, stop) -> Generator[Event, None, None]:
         model, sequence = self.model, self.sequence
         # With deletes off the delete token is banned; a marker is still recognised, to be rolled back.
         delete_token = rules.token_id if rules.enabled else None
@@ -131,7 +134,7 @@ class Engine:
             # Reuse the cached prefix; at least the last prompt token is decoded, for its logits.
             reused = min(sequence.common_prefix(prompt), len(prompt) - 1)
             sequence.trim(reused)
-            logits = sequence.feed(prompt[reused:])
+            logits = sequence.feed(prompt[reused:], stop)
             prompt_done = time.perf_counter()
             window = self._window(rules)
             window.save(0, logits)
@@ -193,7 +196,7 @@ class Engine:
                     reply.record_delete(deleted, start, ban=rules.ban_deleted)
                 logits = window.load(len(reply.tokens))  # the saved distribution, for a retry
             yield from held  # the reply ended on text that only began like the marker
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Stopped):
             finish = INTERRUPTED
             self._take_back(reply, len(prompt), hidden=len(held))  # never shown, so not in the text
             sequence.resync()
@@ -205,7 +208,7 @@ class Engine:
             text=reply.text.text,
             counts=Counts(
                 prompt_tokens=len(prompt),
-                evaluated_prompt_tokens=len(prompt) - reused,
+                evaluated_prompt_tokens=min(len(sequence.tokens), len(prompt)) - reused,  # fewer if stopped early
                 tokens=len(reply.tokens),
                 generated=appended,
                 deletes=deletes,

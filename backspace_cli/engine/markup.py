@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import llama_cpp
 
 from .model import Model
+from .stopping import Stop, Stopped
 
 # A message's text while the template renders, so that the markup around it can be told apart from it.
 # Private-use characters: no template writes them.
@@ -69,15 +70,18 @@ def _interleave(markups: list[str], texts: list[str]) -> list[Piece]:
     return result
 
 
-def tokens(model: Model, prompt: list[Piece]) -> list[int]:
+def tokens(model: Model, prompt: list[Piece], stop: Stop | None = None) -> list[int]:
     """The prompt's tokens. Each run of text between two control tokens is tokenized whole, as llama.cpp
-    tokenizes a whole rendered prompt, so a prompt whose messages spell no control token gets those tokens."""
+    tokenizes a whole rendered prompt, so a prompt whose messages spell no control token gets those tokens.
+    `stop` is asked before each run: no boundary inside one is safe for every tokenizer."""
     controls = _controls(model)
     ids: list[int] = []
     run: list[str] = []
     strip_next = False  # the last control token takes the whitespace after it (llama.cpp's RSTRIP)
 
     def end_run(strip_end: bool) -> None:
+        if stop is not None and stop():
+            raise Stopped()
         text = "".join(run)
         text = text.lstrip(_SPACES) if strip_next else text
         text = text.rstrip(_SPACES) if strip_end else text

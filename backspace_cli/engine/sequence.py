@@ -7,6 +7,7 @@ import numpy as np
 from .. import defaults
 from .model import Model
 from .state_snapshots import StateSnapshots, has_recurrent_state
+from .stopping import Stop, Stopped
 
 SEQ_ID = 0
 
@@ -47,11 +48,14 @@ class CacheSequence:
         self._one_token = (llama_cpp.llama_token * 1)()
         self._one_token_batch = llama_cpp.llama_batch_get_one(self._one_token, 1)
 
-    def feed(self, tokens: list[int]) -> np.ndarray:
+    def feed(self, tokens: list[int], stop: Stop | None = None) -> np.ndarray:
         """Decode `tokens` after the current ones; return the logits after the last (a view into
-        llama.cpp's buffer, valid until the next feed)."""
+        llama.cpp's buffer, valid until the next feed). `stop` is asked before each batch: Stopped leaves
+        the batches before it decoded, as `self.tokens` says."""
         self._apply_cut()
         for start in range(0, len(tokens), self._batch_size):
+            if stop is not None and stop():  # inline: a decode step feeds one token through here
+                raise Stopped()
             self._decode(tokens[start : start + self._batch_size])
         return self.logits()
 

@@ -13,6 +13,7 @@ from backspace_convert.errors import UserError
 from .events import Event
 from .model import Model, load_model
 from .sampling import make_logits_processors, make_sampler
+from .stopping import Stop
 from ..settings import BOUNDS, Settings
 
 
@@ -114,7 +115,7 @@ class Session:
         rules = self.rules
         return rules.window if rules.can_delete else 0
 
-    def generate(self, prompt: list[int]) -> Generator[Event, None, None]:
+    def generate(self, prompt: list[int], stop: Stop | None = None) -> Generator[Event, None, None]:
         settings = self.settings
         return self.engine.generate(
             prompt,
@@ -124,4 +125,5 @@ class Session:
             ),
             max_tokens=settings.max_tokens,
             rules=self.rules,
+            stop=stop,
         )

@@ -13,6 +13,7 @@ from ..engine.engine import PromptTooLong
 from ..engine.events import Done
 from ..engine.prompt import prompt_tokens
 from ..engine.session import Session, token_biases
+from ..engine.stopping import Stop, Stopped
 from .errors import FAILED, ApiError
 from .reply import ReplyStream, Step
 from .requests import ApiRequest
@@ -64,7 +65,7 @@ class Worker:
     def submit(self, request: ApiRequest) -> Job:
         """Queue a request (called on the event loop); a full queue is a 503 that says when to retry."""
         if self._stopping.is_set():
-            raise ApiError(503, "the server is shutting down", code="shutting_down")
+            raise _shutting_down()
         if not self._slots.acquire(blocking=False):
             raise ApiError(503, "the server is busy: too many requests are waiting for the model; retry later",
                            code="queue_full", headers={"Retry-After": str(defaults.SERVE_RETRY_AFTER_S)})
@@ -87,10 +88,12 @@ class Worker:
                 if job.cancelled.is_set():
                     job.send(GONE)
                 elif self._stopping.is_set():
-                    job.send(ApiError(503, "the server is shutting down", code="shutting_down"))
+                    job.send(_shutting_down())
                 else:
                     self.running = job
                     self._serve(job)
+            except Stopped:  # while its prompt was tokenized
+                job.send(GONE if job.cancelled.is_set() else _shutting_down())
             except ApiError as error:
                 job.send(error)
             except PromptTooLong as error:
@@ -106,10 +109,14 @@ class Worker:
                 self._slots.release()
 
     def _serve(self, job: Job) -> None:
+        def unwanted() -> bool:  # its client has left, or the server is stopping
+            return job.cancelled.is_set() or self._stopping.is_set()
+
         session, request = self.session, job.request
         session.settings = replace(self.settings, **request.settings)
         session.logit_bias = self._biases(request.logit_bias)
-        tokens = self._tokens(request)
+        # Tokenizing and decoding a long prompt take seconds: both ask `unwanted` between their steps.
+        tokens = self._tokens(request, unwanted)
         room = session.model.n_ctx - len(tokens)
         asked = request.settings.get("max_tokens")
         if asked is not None and asked > room:
@@ -117,21 +124,21 @@ class Worker:
                            f"of the context's {session.model.n_ctx}", param="max_tokens",
                            code="context_length_exceeded")
         reply = ReplyStream(session.rewind_window, request.stop)
-        events = session.generate(tokens)
+        events = session.generate(tokens, unwanted)
         for event in events:
             if isinstance(event, Done):
                 job.send(reply.finish(event))
                 return
             for step in reply.feed(event):
                 job.send(step)
-            if reply.stopped or job.cancelled.is_set() or self._stopping.is_set():
+            if reply.stopped or unwanted():
                 done = events.throw(KeyboardInterrupt())  # the engine's way to end a reply early
                 events.close()
                 job.send(reply.finish(done))
                 return
 
-    def _tokens(self, request: ApiRequest) -> list[int]:
-        tokens = prompt_tokens(self.session.model, request.prompt, self.template)
+    def _tokens(self, request: ApiRequest, stop: Stop) -> list[int]:
+        tokens = prompt_tokens(self.session.model, request.prompt, self.template, stop)
         if not tokens:
             raise ApiError(400, "the prompt is empty", param="prompt", code="invalid_value")
         return tokens
@@ -142,3 +149,7 @@ class Worker:
             return token_biases(self.session.model, requested, "logit_bias", base=self.logit_bias)
         except UserError as error:
             raise ApiError(400, str(error), param="logit_bias", code="invalid_value") from None
+
+
+def _shutting_down() -> ApiError:
+    return ApiError(503, "the server is shutting down", code="shutting_down")
