@@ -10,6 +10,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import llama_cpp
 import llama_cpp._ggml
@@ -24,26 +25,31 @@ _HELLO = 14
 _CAPS_SIZE = 24
 _HELLO_REPLY_SIZE = 4 + _CAPS_SIZE
 
-_ggml = llama_cpp._ggml.libggml
-_ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
-_ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
-_ggml.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-_ggml.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
-_ggml.ggml_backend_reg_dev_count.argtypes = [ctypes.c_void_p]
-_ggml.ggml_backend_reg_dev_count.restype = ctypes.c_size_t
-_ggml.ggml_backend_reg_dev_get.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_ggml.ggml_backend_reg_dev_get.restype = ctypes.c_void_p
-_ggml.ggml_backend_dev_buffer_type.argtypes = [ctypes.c_void_p]
-_ggml.ggml_backend_dev_buffer_type.restype = ctypes.c_void_p
-_ggml.ggml_backend_buft_alloc_buffer.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_ggml.ggml_backend_buft_alloc_buffer.restype = ctypes.c_void_p
-_ggml.ggml_backend_buffer_free.argtypes = [ctypes.c_void_p]
-_ggml.ggml_backend_buffer_free.restype = None
+
+@cache
+def _ggml() -> ctypes.CDLL:
+    """libggml through a handle of our own, so that the types declared here are ours alone, not those of
+    llama-cpp-python's handle, which every user of the library in this process shares."""
+    ggml = ctypes.CDLL(llama_cpp._ggml.libggml._name)
+    for name, argtypes, restype in (
+        ("ggml_backend_reg_by_name", [ctypes.c_char_p], ctypes.c_void_p),
+        ("ggml_backend_reg_get_proc_address", [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_void_p),
+        ("ggml_backend_reg_dev_count", [ctypes.c_void_p], ctypes.c_size_t),
+        ("ggml_backend_reg_dev_get", [ctypes.c_void_p, ctypes.c_size_t], ctypes.c_void_p),
+        ("ggml_backend_dev_buffer_type", [ctypes.c_void_p], ctypes.c_void_p),
+        ("ggml_backend_buft_alloc_buffer", [ctypes.c_void_p, ctypes.c_size_t], ctypes.c_void_p),
+        ("ggml_backend_buffer_free", [ctypes.c_void_p], None),
+    ):
+        function = getattr(ggml, name)
+        function.argtypes, function.restype = argtypes, restype
+    return ggml
+
+
 _ADD_SERVER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)  # ggml_backend_reg_t (*)(const char * endpoint)
 
 
 def _registration() -> int | None:
-    return _ggml.ggml_backend_reg_by_name(b"RPC")
+    return _ggml().ggml_backend_reg_by_name(b"RPC")
 
 
 def available() -> bool:
@@ -84,7 +90,7 @@ def devices(endpoints: tuple[str, ...]) -> list[int]:
     registration = _registration()
     if registration is None:
         raise UserError("--rpc: this llama.cpp was built without its RPC backend (rebuild with -DGGML_RPC=ON)")
-    address = _ggml.ggml_backend_reg_get_proc_address(registration, b"ggml_backend_rpc_add_server")
+    address = _ggml().ggml_backend_reg_get_proc_address(registration, b"ggml_backend_rpc_add_server")
     if not address:
         raise UserError("--rpc: this llama.cpp's RPC backend has no ggml_backend_rpc_add_server")
     add_server = _ADD_SERVER(address)
@@ -92,10 +98,10 @@ def devices(endpoints: tuple[str, ...]) -> list[int]:
     for endpoint in endpoints:
         check_server(endpoint)
         server = add_server(endpoint.encode())
-        count = _ggml.ggml_backend_reg_dev_count(server) if server else 0
+        count = _ggml().ggml_backend_reg_dev_count(server) if server else 0
         if count == 0:
             raise UserError(f"RPC server {endpoint} has no devices")
-        found += [_ggml.ggml_backend_reg_dev_get(server, index) for index in range(count)]
+        found += [_ggml().ggml_backend_reg_dev_get(server, index) for index in range(count)]
     return found
 
 
@@ -114,14 +120,15 @@ def silence_limited(devices: list[int], endpoints: tuple[str, ...], seconds: flo
     if not devices or not seconds:
         yield
         return
-    held = [_ggml.ggml_backend_buft_alloc_buffer(_ggml.ggml_backend_dev_buffer_type(device), 1) for device in devices]
+    ggml = _ggml()
+    held = [ggml.ggml_backend_buft_alloc_buffer(ggml.ggml_backend_dev_buffer_type(device), 1) for device in devices]
     try:
         _limit_silence(endpoints, seconds)
         yield
     finally:
         for buffer in held:
             if buffer:  # a server out of memory gives none, and the load will say so
-                _ggml.ggml_backend_buffer_free(buffer)
+                _ggml().ggml_backend_buffer_free(buffer)
 
 
 def _limit_silence(endpoints: tuple[str, ...], seconds: float) -> None:
