@@ -103,3 +103,24 @@ def test_cli_takes_a_save_pretrained_folder_as_the_tokenizer(hf_folder, tmp_path
     assert result.exit_code == 0, result.output
     samples = [json.loads(line) for line in tokens.read_text().splitlines()]
     assert len(samples) == 3 and all(len(s["input_ids"]) == len(s["labels"]) for s in samples)
+
+
+def test_an_hf_tokenizer_without_the_delete_token_is_refused_for_either_output(hf_folder, tmp_path):
+    """Its model would read a written <|delete|> as plain text, so no data is made for it."""
+    from click.testing import CliRunner
+
+    from backspace_cli.cli.data import synth
+
+    data = json.loads((hf_folder / "tokenizer.json").read_text())
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] != "<|delete|>"]
+    data["model"]["vocab"].pop("<|delete|>", None)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "tokenizer.json").write_text(json.dumps(data))
+    (plain / "tokenizer_config.json").write_text((hf_folder / "tokenizer_config.json").read_text())
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(LINES) + "\n")
+    result = CliRunner().invoke(synth, [str(source), "-o", str(tmp_path / "out.jsonl"), "--tokenizer", str(plain)])
+    assert result.exit_code == 1
+    assert "has no delete token, so a delete would be plain text to the model" in result.output
+    assert not (tmp_path / "out.jsonl").exists()

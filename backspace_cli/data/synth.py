@@ -138,8 +138,9 @@ class Synthesizer:
             self.delete_ids = [delete.id]
         elif need_delete_id:
             raise UserError(
-                f"{tokenizer.path.name} has no delete token, so its ids cannot be written: "
-                "convert the model first (backspace convert), or give --marker TEXT"
+                f"{tokenizer.path.name} has no delete token, so a delete would be plain text to the model: add "
+                f"{DELETE_TOKEN_TEXT} as a special token (an HF tokenizer) or convert the model first (backspace "
+                "convert), or give --marker TEXT"
             )
         else:
             self.delete_ids = []
@@ -271,8 +272,8 @@ def open_synthesizer(strategy: str, tokenizer: str | None, options: SynthOptions
             raise UserError("with model:PATH the errors are that model's tokens: --tokenizer must be the same file")
         session = Session(Settings(model=strategy_path))
         return Synthesizer(session.model, kind, options, need_delete_id=tokenized, sequence=session.engine.sequence)
-    if tokenizer is not None and is_hf_tokenizer(tokenizer):
-        return Synthesizer(HFTokenizer(tokenizer), kind, options, need_delete_id=tokenized)
+    if tokenizer is not None and is_hf_tokenizer(tokenizer):  # the tokenizer of a model still to be trained
+        return Synthesizer(HFTokenizer(tokenizer), kind, options, need_delete_id=True)
     if tokenized and tokenizer is None:  # the built-in model's ids would mean nothing to the user's model
         raise UserError("--tokenized writes token ids, which fit one tokenizer only: name it with --tokenizer "
                         "PATH.gguf or an HF tokenizer (or use --strategy model:PATH.gguf)")
