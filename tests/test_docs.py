@@ -1,7 +1,8 @@
-"""The README's tour runs as written, and every link between the README, docs/ and the notes leads somewhere.
+"""Every shell command that the README and docs/ show runs as written, and every link between the README, docs/ and
+the notes leads somewhere.
 
-A tour command runs unless it says what it needs (`# needs ...`, after it or on the line before it): a
-terminal, a free port, a fine-tuned model of your own, a GPU, a second machine."""
+A command runs unless it says what it needs (`# needs ...`, after it, or on a comment line above it in its block): a
+terminal, a free port, a model of your own, a GPU, a second machine, a download, minutes."""
 import os
 import re
 import subprocess
@@ -10,24 +11,40 @@ from pathlib import Path
 
 import pytest
 
+from backspace_cli.default_model import DEFAULT_MODEL
+
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
-PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "training" / "NOTES.md", ROOT / "bench" / "NOTES.md"]
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS, ROOT / "training" / "NOTES.md", ROOT / "bench" / "NOTES.md"]
+# What the commands' folder holds before they run: a stand-in for "your GGUF", and the task file that eval reads.
+GIVEN = {"model.gguf": DEFAULT_MODEL, "training/eval-tasks.jsonl": ROOT / "training" / "eval-tasks.jsonl"}
+# What a mark may say a command needs: what a test run cannot have, or another command's result.
+CANNOT_HAVE = ("a terminal", "a free port", "port ", "your ", "minutes", "a second machine", "a GPU", "a network",
+               "the server above", "the GGUF")
+OUTPUT = re.compile(r"(?:>|-o|--plot|--tokenized|--answers)\s+([\w./-]+)")
 
 
-def tour_commands() -> list[str]:
-    """The tour's shell lines in order, continuation lines joined, each one marked `# needs` left out."""
-    tour = README.read_text().split("## A five-minute tour\n", 1)[1].split("\n## ", 1)[0]
-    commands, needs = [], False
-    for block in re.findall(r"```sh\n(.*?)```", tour, re.DOTALL):
+def shell_lines(text: str) -> list[tuple[str, str | None]]:
+    """Each ```sh line of `text`, continuation lines joined, with what it needs (None when it runs): its own
+    `# needs` comment, or a `# needs` comment line above it in its block."""
+    lines = []
+    for block in re.findall(r"^```sh\n(.*?)^```", text, re.DOTALL | re.MULTILINE):
+        block_needs = None
         for line in block.replace("\\\n", " ").splitlines():
-            if line.startswith("# "):
-                needs = line.startswith("# needs")
+            if line.startswith("#"):
+                block_needs = block_needs or line.partition("# needs ")[2] or None
                 continue
-            if not needs and "# needs" not in line:
-                commands.append(line)
-            needs = False
-    return commands
+            lines.append((line, line.partition("# needs ")[2] or block_needs))
+    return lines
+
+
+def commands(page: Path) -> list[str]:
+    return [line for line, needs in shell_lines(page.read_text()) if needs is None]
+
+
+def tour() -> str:
+    return README.read_text().split("## A five-minute tour\n", 1)[1].split("\n## ", 1)[0]
 
 
 def slug(heading: str) -> str:
@@ -41,21 +58,37 @@ def anchors(page: Path) -> set[str]:
 
 
 def test_the_tour_has_commands_to_run_and_marks_the_rest():
-    commands = tour_commands()
-    assert sum(command.startswith("backspace ") or "| backspace " in command for command in commands) >= 5
-    marked = re.findall(r"# needs [^\n]+", README.read_text())
-    assert any("terminal" in mark for mark in marked) and any("fine-tuned" in mark for mark in marked)
+    runs = [line for line, needs in shell_lines(tour()) if needs is None]
+    assert sum(line.startswith("backspace ") or "| backspace " in line for line in runs) >= 5
+    marked = [needs for _, needs in shell_lines(tour()) if needs]
+    assert any("terminal" in needs for needs in marked) and any("your" in needs for needs in marked)
 
 
-def test_every_tour_command_exits_0_on_the_built_in_model(tmp_path):
-    """One shell in one folder, as a reader would type them: a file that one line writes, the next reads."""
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda page: str(page.relative_to(ROOT)))
+def test_a_mark_names_something_the_tests_cannot_have(page):
+    for line, needs in shell_lines(page.read_text()):
+        assert needs is None or needs.startswith(CANNOT_HAVE), (page.name, line)
+
+
+@pytest.mark.parametrize("page", [page for page in [README, *DOCS] if commands(page)],
+                         ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_shown_command_exits_0_on_the_built_in_model(page, tmp_path):
+    """One shell a line, in one folder per page, as a reader would type them: a file that one line writes, the
+    next reads. A file a command names as its output exists afterwards."""
+    for name, source in GIVEN.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).symlink_to(source)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("BACKSPACE_MODEL", None)
-    for command in tour_commands():
+    for command in commands(page):
         result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0 and "Error" not in result.stderr, (command, result.stderr)
-        if "backspace " in command and ">" not in command:
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "Error" not in result.stderr and "Traceback" not in result.stderr, (command, result.stderr)
+        outputs = OUTPUT.findall(command.partition("#")[0])
+        for output in outputs:
+            assert (tmp_path / output).stat().st_size > 0, (command, output)
+        if (command.startswith("backspace ") or "| backspace " in command) and not outputs:
             assert result.stdout.strip(), command
 
 
