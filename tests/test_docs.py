@@ -17,8 +17,8 @@ ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [README, *DOCS, ROOT / "training" / "NOTES.md", ROOT / "bench" / "NOTES.md"]
-# What the commands' folder holds before they run: a stand-in for "your GGUF", and the task file that eval reads.
-GIVEN = {"model.gguf": DEFAULT_MODEL, "training/eval-tasks.jsonl": ROOT / "training" / "eval-tasks.jsonl"}
+# What the commands' folder holds before they run: the built-in model stands in for "your GGUF".
+GIVEN = {"model.gguf": DEFAULT_MODEL}
 # What a mark may say a command needs: what a test run cannot have, or another command's result.
 CANNOT_HAVE = ("a terminal", "a free port", "port ", "your ", "minutes", "a second machine", "a GPU", "a network",
                "the server above", "the GGUF")
@@ -76,7 +76,6 @@ def test_every_shown_command_exits_0_on_the_built_in_model(page, tmp_path):
     """One shell a line, in one folder per page, as a reader would type them: a file that one line writes, the
     next reads. A file a command names as its output exists afterwards."""
     for name, source in GIVEN.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).symlink_to(source)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("BACKSPACE_MODEL", None)
