@@ -11,6 +11,7 @@ output, atomically. Module-level imports stay cheap: the CLI reads OUTTYPES for 
 import importlib.util
 import json
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -100,11 +101,21 @@ def _run_converter(script: Path, folder: Path, outfile: Path, outtype: str, repo
     """Run the converter through hf_runner; its notes are reported, and a failure is its last line."""
     command = [sys.executable, "-m", hf_runner.__name__, str(script), str(folder.resolve()),
                "--outfile", str(outfile), "--outtype", outtype]
-    # The empty work folder as the current one: nothing there can shadow a module the converter imports.
-    process = subprocess.Popen(command, cwd=outfile.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, errors="replace")
+    # Ctrl-C or SIGTERM between the fork and Popen's return would leave the converter running with no one
+    # to stop it: they wait, blocked, until `process` is known; the converter itself starts unblocked.
+    interrupts = {signal.SIGINT, signal.SIGTERM}
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, interrupts)
+    try:
+        # The empty work folder as the current one: nothing there can shadow a module the converter imports.
+        process = subprocess.Popen(command, cwd=outfile.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace",
+                                   preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, unblocked))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+        raise
     last = ""
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # a signal that waited arrives here
         for line in process.stdout:
             line = line.strip()
             if line.startswith(hf_runner.NOTE):
