@@ -105,3 +105,16 @@ def test_each_draws_log_prob_is_taken_under_its_own_context_and_bans(delete_happ
                 logits = bundle.model(input_ids=torch.tensor([run.prompt + list(draw.reply)])).logits[0, -1]
                 logits[list(draw.bans)] = -torch.inf
                 assert torch.isclose(log_prob, torch.log_softmax(logits, -1)[draw.token], atol=1e-4)
+
+
+def test_the_trainers_prompts_are_the_engines_on_the_exported_model(delete_happy):
+    from backspace_cli.engine.prompt import prompt_tokens
+
+    bundle, gguf_model, _ = delete_happy
+    for task in letter_tasks(6):
+        train_task = TrainTask((("user", task["prompt"]),), (task["answer"],))
+        assert bundle.prompt_ids(train_task) == prompt_tokens(gguf_model, train_task.chat())
+        answer = bundle.answer_ids(train_task, task["answer"])
+        prompt = bundle.prompt_ids(train_task)
+        chat = prompt_tokens(gguf_model, train_task.chat() + [{"role": "assistant", "content": task["answer"]}])
+        assert chat[len(prompt): len(prompt) + len(answer) + 1] == answer + [bundle.reply_end]

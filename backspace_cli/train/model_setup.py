@@ -36,8 +36,17 @@ class ModelBundle:
                 task.chat(), add_generation_prompt=True, tokenize=True, return_dict=False))
         return ids
 
-    def answer_ids(self, answer: str) -> list[int]:
-        return self.tokenizer.encode(answer, add_special_tokens=False)
+    def answer_ids(self, task, answer: str) -> list[int]:
+        """`answer`'s tokens as they follow the task's prompt in a chat that holds it, which is how a
+        later turn's prompt gives them back to the engine (a tokenizer that adds a leading space to a
+        text on its own would otherwise make other tokens)."""
+        prompt = self.prompt_ids(task)
+        whole = list(self.tokenizer.apply_chat_template(
+            task.chat() + [{"role": "assistant", "content": answer}], tokenize=True, return_dict=False))
+        if whole[: len(prompt)] == prompt and self.reply_end in whole[len(prompt):]:
+            reply = whole[len(prompt):]
+            return reply[: reply.index(self.reply_end)]
+        return self.tokenizer.encode(answer, add_special_tokens=False)  # a template that rewrites the turn
 
     def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)

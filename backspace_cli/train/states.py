@@ -27,7 +27,7 @@ def question_tree(bundle: ModelBundle, task: TrainTask, dead: Iterable[Reply], d
     and the whole learning the reply's end, and each dead reply learning the delete."""
     prompt = bundle.prompt_ids(task)
     tree = TokenTree.rooted(prompt)
-    answer = bundle.answer_ids(task.answers[0]) + [bundle.reply_end]
+    answer = bundle.answer_ids(task, task.answers[0]) + [bundle.reply_end]
     for k, token in enumerate(answer):
         tree.learn(tree.context_node(len(prompt), answer[:k]), token)
     for reply in sorted(set(dead)):
@@ -56,7 +56,7 @@ def likeliest_wrong(bundle: ModelBundle, tasks: Sequence[TrainTask], per_state: 
                        attention_mask=inputs["attention_mask"].to(device)).logits.float().cpu()
         for row, (task, tree) in enumerate(zip(chunk, trees)):
             prompt_length = len(bundle.prompt_ids(task))
-            answer = bundle.answer_ids(task.answers[0])
+            answer = bundle.answer_ids(task, task.answers[0])
             dead: set[Reply] = set()
             for k in range(len(answer) + 1):
                 node = tree.context_node(prompt_length, answer[:k])
