@@ -7,7 +7,8 @@ import gguf
 
 from . import keys
 from .reader import ConvertError, open_gguf
-from .vocab import TOKENS, Vocabulary, field_value
+from .validate import TOKENS
+from .vocab import Vocabulary, field_value
 
 # Substrings that identify a chat template's family, checked in order.
 TEMPLATE_NAMES = (

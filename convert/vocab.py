@@ -7,7 +7,7 @@ import gguf
 
 from .keys import DeleteToken, find_delete_token
 from .reader import ConvertError
-from .validate import SCORES, TOKEN_TYPES, TOKENS, token_texts
+from .validate import SCORES, TOKEN_TYPES, token_texts
 
 TokenType = gguf.TokenType
 # Token texts that trained models leave unused, so that a fine-tune can give them a new meaning.

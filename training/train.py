@@ -39,7 +39,6 @@ import numpy as np
 # threads slow training down several times over.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # backspace_cli, when run from a checkout without an install
