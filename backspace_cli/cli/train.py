@@ -3,11 +3,12 @@ from pathlib import Path
 
 import click
 
+from backspace_convert import hf_checkpoint
+
 from .friendly import friendly_errors
 from .options import CONTEXT_SETTINGS
 from .signals import INTERRUPTED_STATUS
 
-OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
 
 def _pairs(value: str | None, option: str) -> dict:
@@ -36,7 +37,8 @@ def _pairs(value: str | None, option: str) -> dict:
 @click.option("--scoring", help="exact, contains, or MODULE:FUNCTION(reply, answers) -> score [default: exact].")
 @click.option("--delete-cost", type=float, help="GRPO's reward: the score less this per delete.")
 @click.option("--seed", type=int, help="Seeds everything: the same command and build give the same weights.")
-@click.option("--outtype", type=click.Choice(OUTTYPES), help="The GGUF's tensor type [default: f32].")
+@click.option("--outtype", type=click.Choice(hf_checkpoint.OUTTYPES),
+              help="The GGUF's tensor type, as convert DIR takes it [default: f32].")
 @click.option("--work", type=click.Path(path_type=Path), help="Checkpoints and stage models [default: OUT.train/].")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="DIR", help="Go on with the run in DIR.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Draw the loss and held-out curves (.png, .svg, .pdf).")
