@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from backspace_cli import defaults
-from backspace_cli.engine.delete_rules import OVER_BUDGET, REFUSED, DeleteRules, ReplyEdits, judge_delete
+from backspace_cli.engine.delete_rules import DELETED, OVER_BUDGET, DeleteRules, ReplyEdits, delete_last
 from backspace_cli.engine.events import CONTEXT, DELETE_BUDGET, LENGTH, STOP
 
 
@@ -73,14 +73,11 @@ class Rollout:
         self.steps.append(Step(tuple(self.context), frozenset(bans), token))
         reply = self._reply
         if token == self.rules.delete:
-            verdict = judge_delete(self._delete_rules, reply, self.deletes)
-            if verdict == REFUSED:
-                reply.refuse(token)
-            elif verdict == OVER_BUDGET:
+            verdict = delete_last(self._delete_rules, reply, self.deletes, token)
+            if verdict == OVER_BUDGET:
                 self.finish = DELETE_BUDGET
-            else:
+            elif verdict == DELETED:
                 self.deletes += 1
-                reply.record_delete(reply.pop(), token, ban=self._delete_rules.ban_deleted)
         elif token == self.rules.end:
             self.finish = STOP
         else:

@@ -108,3 +108,15 @@ def judge_delete(rules: DeleteRules, reply: ReplyEdits, deletes: int, hidden: in
     if deletes >= rules.max_deletes:
         return OVER_BUDGET
     return DELETED
+
+
+def delete_last(rules: DeleteRules, reply: ReplyEdits, deletes: int, start: int) -> str:
+    """Judge a delete that began with `start` and carry it out on a reply that is its tokens alone (the
+    trainer's rollouts; the engine also takes back text and cache): refused, it is banned here; allowed,
+    the last token goes and the position records it. Returns the verdict."""
+    verdict = judge_delete(rules, reply, deletes)
+    if verdict == REFUSED:
+        reply.refuse(start)
+    elif verdict == DELETED:
+        reply.record_delete(reply.pop(), start, ban=rules.ban_deleted)
+    return verdict

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..engine.delete_rules import OVER_BUDGET, REFUSED, DeleteRules, ReplyEdits, judge_delete
+from ..engine.delete_rules import DELETED, OVER_BUDGET, DeleteRules, ReplyEdits, delete_last
 from ..engine.events import CONTEXT, DELETE_BUDGET, LENGTH, STOP
 
 
@@ -60,16 +60,12 @@ def roll_out(model, prompt: list[int], rules: DeleteRules, end_ids: frozenset[in
             token = int(torch.multinomial(probabilities, 1, generator=generator))
         run.draws.append(Draw(tuple(reply.tokens), frozenset(bans), token))
         if token == rules.token_id:
-            verdict = judge_delete(rules, reply, run.deletes)
-            if verdict == REFUSED:
-                reply.refuse(token)
-            elif verdict == OVER_BUDGET:
+            verdict = delete_last(rules, reply, run.deletes, token)
+            if verdict == OVER_BUDGET:
                 run.finish = DELETE_BUDGET
                 break
-            else:
+            if verdict == DELETED:
                 run.deletes += 1
-                deleted = reply.pop()
-                reply.record_delete(deleted, token, ban=rules.ban_deleted)
                 cache.crop(-1)  # the deleted token's entry, the newest
             continue
         if token in end_ids:
