@@ -83,9 +83,12 @@ _NO_WINDOW = _NoWindow()
 class Engine:
     """Owns a model's cache across calls, so a chat re-evaluates only what changed."""
 
-    def __init__(self, model: Model, batch_size: int = defaults.BATCH_SIZE) -> None:
+    def __init__(self, model: Model, batch_size: int = defaults.BATCH_SIZE,
+                 sequence: CacheSequence | None = None) -> None:
+        """`sequence`: the cache it drives; by default the model's own context, sequence 0. A batch gives each
+        of its replies one of its sequences instead (batch.BatchSlot)."""
         self.model = model
-        self.sequence = CacheSequence(model, batch_size)
+        self.sequence = sequence or CacheSequence(model, batch_size)
         self._logits_window: LogitsWindow | None = None
 
     def _window(self, rules: DeleteRules) -> LogitsWindow | _NoWindow:
