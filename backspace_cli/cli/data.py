@@ -122,9 +122,11 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N tasks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
+@click.option("--parallel", type=click.IntRange(min=1), default=defaults.EVAL_PARALLEL, show_default=True,
+              help="Replies decoded together, one llama_decode call a step for all of them (1: one at a time).")
 @eval_engine_options
 @friendly_errors(writes_files=True)
-def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, **options):
+def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, parallel, **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
     delete token banned (as complete's --no-delete bans it), with the same seeds.
 
@@ -154,8 +156,10 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
     _refuse_inputs_as_outputs([answers, plot], [_stream(tasks_path, "stdin"), settings.model])
     with _open_input(tasks_path) as lines:
         tasks = read_tasks(lines)[:limit]
-    evaluator = Evaluator(Session(settings), raw=raw, scoring=scoring, greedy=greedy, temps=temps)
+    evaluator = Evaluator(Session(settings), raw=raw, scoring=scoring, greedy=greedy, temps=temps, parallel=parallel)
     errors = Console(stderr=True)
+    if evaluator.batch is not None and evaluator.batch.notice:
+        errors.print(f"[yellow]{evaluator.batch.notice}.[/yellow]")
     if evaluator.delete_token is None:
         errors.print("[yellow]This model has no delete token: both settings generate plainly.[/yellow]")
     steps = len(tasks) * len(evaluator.arms)

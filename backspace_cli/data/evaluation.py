@@ -5,7 +5,8 @@ from dataclasses import dataclass, replace
 
 from backspace_convert.errors import UserError
 from backspace_convert.keys import DeleteToken
-from ..engine.events import INTERRUPTED
+from ..engine.batch import BatchEngine, BatchRequest
+from ..engine.events import INTERRUPTED, Done
 from ..engine.prompt import prompt_tokens
 from ..engine.session import Session
 from ..settings import Settings
@@ -55,10 +56,11 @@ class Evaluator:
     """Runs every task under every arm on one session, sharing its engine (and prompt cache)."""
 
     def __init__(self, session: Session, *, raw: bool = False, scoring: str = "exact", greedy: bool = False,
-                 temps: list[float] | None = None) -> None:
+                 temps: list[float] | None = None, parallel: int = 1) -> None:
         """raw: the prompt as raw text, not through the chat template; scoring: "exact" (the reply, stripped,
         is the answer) or "contains" (the answer is in it); greedy: also run both arms greedily; temps: a
-        sweep over these temperatures instead, both arms at each."""
+        sweep over these temperatures instead, both arms at each; parallel: replies stepped together in one
+        batch (1: one at a time, on the session's engine and its prompt cache)."""
         if scoring not in SCORINGS:
             raise UserError(f"unknown scoring {scoring!r}: use {' or '.join(SCORINGS)}")
         self.session = session
@@ -68,6 +70,7 @@ class Evaluator:
         self.seed = 0 if self.settings.seed is None else self.settings.seed
         self.temps = temps
         self.arms = arms_for_temps(temps) if temps else arms_for(self.settings.temp, greedy)
+        self.batch = BatchEngine(session.model, parallel) if parallel > 1 else None
         self.template = None
         if not raw:
             from ..engine.chat_template import ChatTemplate
@@ -95,6 +98,9 @@ class Evaluator:
         done = None
         for event in self.session.generate(prompt):
             done = event
+        return self.outcome(done, task)
+
+    def outcome(self, done: Done, task: Task) -> Outcome:
         if done.finish_reason == INTERRUPTED:  # the engine ends a reply on Ctrl-C; the evaluation ends too
             raise KeyboardInterrupt
         return Outcome(
@@ -106,17 +112,43 @@ class Evaluator:
         )
 
     def run(self, tasks: list[Task], progress: Callable[[], None] | None = None) -> list[ArmReport]:
-        outcomes: dict[str, list[Outcome]] = {arm.name: [] for arm in self.arms}
         n_ctx = self.session.model.n_ctx
+        prompts = []
         for index, task in enumerate(tasks):
             prompt = self.prompt_tokens(task.prompt)
             if len(prompt) >= n_ctx:
                 raise UserError(f"task {index + 1}: the prompt is {len(prompt)} tokens; the context holds {n_ctx}")
+            prompts.append(prompt)
+        outcomes: dict[str, list[Outcome]] = {arm.name: [] for arm in self.arms}
+        replies = self._batched(tasks, prompts, progress) if self.batch else self._serial(tasks, prompts, progress)
+        for arm, outcome in replies:
+            outcomes[arm.name].append(outcome)
+        return [summarise(arm, outcomes[arm.name]) for arm in self.arms]
+
+    def _serial(self, tasks, prompts, progress):
+        for index, (task, prompt) in enumerate(zip(tasks, prompts)):
             for arm in self.arms:  # the same seed for the same task in every arm
-                outcomes[arm.name].append(self.answer(prompt, arm, self.seed + index, task))
+                yield arm, self.answer(prompt, arm, self.seed + index, task)
                 if progress is not None:
                     progress()
-        return [summarise(arm, outcomes[arm.name]) for arm in self.arms]
+
+    def _batched(self, tasks, prompts, progress):
+        """The same replies as _serial, stepped together; yielded in _serial's order once all have ended."""
+        pairs = [(index, arm) for index in range(len(tasks)) for arm in self.arms]
+
+        def requests():
+            for index, arm in pairs:
+                self.session.settings = arm.settings(self.settings, self.seed + index)
+                yield BatchRequest(prompts[index], **self.session.reply_options())
+
+        outcomes = {}
+        for number, event in self.batch.run(requests()):
+            if isinstance(event, Done):
+                outcomes[number] = self.outcome(event, tasks[pairs[number][0]])
+                if progress is not None:
+                    progress()
+        for number, (_, arm) in enumerate(pairs):
+            yield arm, outcomes[number]
 
 
 def summarise(setting: EvalArm, outcomes: list[Outcome]) -> ArmReport:

@@ -115,15 +115,18 @@ class Session:
         rules = self.rules
         return rules.window if rules.can_delete else 0
 
-    def generate(self, prompt: list[int], stop: Stop | None = None) -> Generator[Event, None, None]:
+    def reply_options(self) -> dict:
+        """What the engine takes for one reply under the settings: a sampler of its own (seeded), the logits
+        processors, max_tokens and the delete rules."""
         settings = self.settings
-        return self.engine.generate(
-            prompt,
+        return dict(
             sampler=make_sampler(settings.temp, settings.top_k, settings.top_p, settings.min_p, settings.seed),
             logits_processors=make_logits_processors(
                 settings.repeat_penalty, defaults.REPEAT_LAST_N, self.logit_bias
             ),
             max_tokens=settings.max_tokens,
             rules=self.rules,
-            stop=stop,
         )
+
+    def generate(self, prompt: list[int], stop: Stop | None = None) -> Generator[Event, None, None]:
+        return self.engine.generate(prompt, stop=stop, **self.reply_options())
