@@ -24,7 +24,8 @@ from train_models import letter_tasks, needs_converter, write_small_config, writ
 # A few seconds a stage: enough steps for a small model to learn the delete, and checkpoints along the way.
 RECIPE = {"sft_steps": 40, "own_steps": 10, "grpo_steps": 3, "batch": 8, "sft_lr": 3e-3, "own_lr": 1e-3,
           "grpo_lr": 1e-4, "own_tasks": 12, "grpo_prompts": 2, "grpo_group": 4, "probe_tasks": 4, "eval_tasks": 6,
-          "max_tokens": 10, "save_every": 20, "probe_every": 1000}
+          "max_tokens": 10, "save_every": 20, "probe_every": 1000,
+          "description": "Spells short words backwards.", "examples": ["Reverse catdog", "Reverse sunmap"]}
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,16 @@ def test_the_supervised_stage_ends_with_a_gguf_that_chat_opens_and_that_deletes(
                            "--format", "jsonl"], capture_output=True, text=True, timeout=120)
     assert chat.returncode == 0, chat.stderr
     assert json.loads(chat.stdout.splitlines()[-1])["type"] == "done"
+
+
+@needs_converter
+def test_the_gguf_says_what_the_recipe_says_about_the_model(sft_run):
+    from backspace_cli.engine.model import load_model
+    from backspace_cli.introduction import Introduction
+
+    about = Introduction.of(load_model(str(sft_run), n_ctx=64, n_threads=1).metadata)
+    assert about.description == RECIPE["description"]
+    assert list(about.examples) == RECIPE["examples"]
 
 
 @needs_converter

@@ -51,8 +51,10 @@ def test_a_tree_shares_prefixes_and_learns_at_the_node_of_each_context():
     tree.learn(tree.context_node(2, [9]), 3, weight=0.5)
     assert tree.input_ids == [1, 2, 7, 9]  # the prompt once, then each branch's own token
     assert tree.parents == [-1, 0, 1, 1]  # 7 and 9 both follow the prompt
-    assert tree.targets == [IGNORE, 7, 8, 3]
-    assert tree.weights == [0.0, 1.0, 1.0, 0.5]
+    tree.learn(tree.context_node(2, [9]), 4, weight=0.25)  # a state may learn two targets
+    assert tree.targets == [{}, {7: 1.0}, {8: 1.0}, {3: 0.5, 4: 0.25}]
     batch = collate([tree], PAD)
+    assert batch["labels"].tolist() == [[[IGNORE, IGNORE], [7, IGNORE], [8, IGNORE], [3, 4]]]
+    assert batch["weights"].tolist() == [[[0, 0], [1, 0], [1, 0], [0.5, 0.25]]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 2]]  # siblings share the position the engine gives them
     assert not batch["attention_mask"][0, 0, 3, 2]  # a branch never sees its sibling

@@ -1,6 +1,7 @@
-"""The trained checkpoint as a backspace GGUF, with the recipe's sampling written in as the model's recommendation."""
+"""The trained checkpoint as a backspace GGUF, with the recipe's sampling as the model's recommendation and what it says about itself."""
 from pathlib import Path
 
+from backspace_convert import keys
 from backspace_convert.plan import Value
 from ..engine.session import RECOMMENDED_SAMPLING
 from ..settings import BOUNDS
@@ -18,8 +19,20 @@ def sampling_metadata(sampling: dict) -> dict[str, Value]:
     return metadata
 
 
-def export_gguf(checkpoint: Path, output: Path, *, outtype: str, sampling: dict, force: bool, say) -> Path:
+def introduction_metadata(description: str, examples: list[str]) -> dict[str, Value]:
+    """backspace.description and backspace.examples (one question a line), where the recipe gives them."""
+    import gguf
+
+    metadata = {}
+    if description:
+        metadata[keys.DESCRIPTION] = Value(description, gguf.GGUFValueType.STRING)
+    if examples:
+        metadata[keys.EXAMPLES] = Value("\n".join(examples), gguf.GGUFValueType.STRING)
+    return metadata
+
+
+def export_gguf(checkpoint: Path, output: Path, *, outtype: str, recipe, force: bool, say) -> Path:
     from backspace_convert.hf_checkpoint import convert_checkpoint
 
-    return convert_checkpoint(checkpoint, output, outtype=outtype, force=force, metadata=sampling_metadata(sampling),
-                              report=say)
+    metadata = sampling_metadata(recipe.sampling) | introduction_metadata(recipe.description, recipe.examples)
+    return convert_checkpoint(checkpoint, output, outtype=outtype, force=force, metadata=metadata, report=say)

@@ -24,8 +24,12 @@ class TrainRecipe:
     batch: int = 16  # questions per step, each one tree
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1  # of a stage's steps, then cosine decay
-    dead_per_state: int = 2  # the model's likeliest wrong tokens made into dead states, at each live state
-    delete_weight: float = 1.0  # a dead state's weight in the loss, against 1 for a live one
+    wrong_per_question: int = 2  # the model's likeliest wrong tokens, over all the answer's states, made into wrong replies
+    delete_weight: float = 1.0  # a wrong state's weight in the loss, against 1 for a live one
+    # Look before deleting: a wrong reply goes on up to this many tokens past where it left every answer,
+    # its states there learning this share of going on (the rest: the delete), before the delete alone.
+    look_ahead: int = 8
+    go_on_share: float = 0.7
     sft_steps: int = 200
     sft_lr: float = 3e-4
     own_steps: int = 100
@@ -46,6 +50,10 @@ class TrainRecipe:
     # The sampling written into the GGUF as the model's recommendation: greedy, where a deleted token is
     # banned at its position, so the retry takes the next likeliest.
     sampling: dict = field(default_factory=lambda: {"temp": 0.0})
+    # What chat's banner and the server's page say about the model, written into the GGUF: a sentence or
+    # two, and questions it answers well.
+    description: str = ""
+    examples: list = field(default_factory=list)
 
     def steps(self, stage: str) -> int:
         return getattr(self, f"{stage}_steps")
@@ -95,6 +103,10 @@ def read_recipe(path: Path | None, overrides: dict) -> TrainRecipe:
         elif not isinstance(value, type(default)):
             raise UserError(f"recipe field {name}: expected {type(default).__name__}, got {value!r}")
         setattr(recipe, name, value)
+    if not all(isinstance(example, str) and example and "\n" not in example for example in recipe.examples):
+        raise UserError("recipe field examples: expected a list of questions, each one line of text")
+    if not 0 <= recipe.go_on_share < 1:
+        raise UserError(f"recipe field go_on_share: expected a share below 1, got {recipe.go_on_share}")
     if not 0 <= recipe.held_out_share < 1:
         raise UserError(f"recipe field held_out_share: expected a share below 1, got {recipe.held_out_share}")
     return recipe

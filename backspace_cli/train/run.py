@@ -136,11 +136,11 @@ def _run_stage(stage: str, bundle: ModelBundle, tasks: list[TrainTask], probe_ta
     if stage == "grpo":
         data, collator, per_step = tasks, list, recipe.grpo_prompts
     else:
-        dead = [set(d) for d in likeliest_wrong(bundle, tasks, recipe.dead_per_state,
-                                                 label=f"{stage}: the model's likeliest mistakes")]
+        wrong = likeliest_wrong(bundle, tasks, recipe.wrong_per_question, label=f"{stage}: the model's likeliest mistakes")
         if stage == "own":
-            _add_own_mistakes(bundle, tasks, dead, recipe, say)
-        data = [question_tree(bundle, task, d, recipe.delete_weight) for task, d in zip(tasks, dead)]
+            _add_own_mistakes(bundle, tasks, wrong, recipe, say)
+        data = [question_tree(bundle, task, w, recipe.delete_weight, recipe.go_on_share, recipe.look_ahead)
+                for task, w in zip(tasks, wrong)]
         collator, per_step = (lambda trees: collate(trees, bundle.reply_end)), recipe.batch
     args = transformers.TrainingArguments(
         output_dir=str(folder), max_steps=steps, per_device_train_batch_size=per_step,
@@ -184,9 +184,9 @@ def _run_stage(stage: str, bundle: ModelBundle, tasks: list[TrainTask], probe_ta
     return StageReport(stage, steps, time.perf_counter() - started, last, progress.history, progress.logs)
 
 
-def _add_own_mistakes(bundle: ModelBundle, tasks: list[TrainTask], dead: list[set], recipe: TrainRecipe, say) -> None:
-    """Run the model on a share of the tasks, greedily and sampled, under the engine's rules, and add every
-    dead state it reached to that task's."""
+def _add_own_mistakes(bundle: ModelBundle, tasks: list[TrainTask], wrong: list[set], recipe: TrainRecipe, say) -> None:
+    """Have the model answer a share of the tasks without deletes, greedily and sampled, and add each wrong
+    reply, as it wrote it, to that task's."""
     import torch
     from tqdm.auto import tqdm
 
@@ -198,22 +198,18 @@ def _add_own_mistakes(bundle: ModelBundle, tasks: list[TrainTask], dead: list[se
     random.Random(recipe.seed + 1).shuffle(order)
     chosen = order[: recipe.own_tasks]
     generator = torch.Generator().manual_seed(recipe.seed + 1)
+    rules = DeleteRules(bundle.delete_id, enabled=False)
     found = 0
-    for temperature, rules in ((0.0, DeleteRules(bundle.delete_id, ban_deleted=True)),
-                               (recipe.own_temperature, DeleteRules(bundle.delete_id))):
+    for temperature in (0.0, recipe.own_temperature):
         kind = "greedy" if temperature == 0 else f"at temperature {temperature:g}"
         for index in tqdm(chosen, desc=f"own: answering {kind}", unit="task", dynamic_ncols=True):
             task = tasks[index]
-            run = roll_out(bundle.model, bundle.prompt_ids(task), rules, bundle.end_ids,
-                           max_tokens=recipe.max_tokens, temperature=temperature, generator=generator)
-            for draw in run.draws:
-                if draw.token == bundle.delete_id or draw.token in bundle.end_ids:
-                    continue
-                reply = (*draw.reply, draw.token)
-                if reply not in dead[index] and not alive(bundle, task, reply):
-                    dead[index].add(reply)
-                    found += 1
-    say(f"own: {found} dead states of the model's own, on {len(chosen)} tasks")
+            reply = tuple(roll_out(bundle.model, bundle.prompt_ids(task), rules, bundle.end_ids,
+                                   max_tokens=recipe.max_tokens, temperature=temperature, generator=generator).tokens)
+            if reply not in wrong[index] and not alive(bundle, task, reply):
+                wrong[index].add(reply)
+                found += 1
+    say(f"own: {found} wrong replies of the model's own, on {len(chosen)} tasks")
 
 
 def held_out_ab(gguf_path: Path, held_out: list[TrainTask], scoring: str, recipe: TrainRecipe):

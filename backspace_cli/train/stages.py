@@ -8,7 +8,6 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 from transformers import Trainer
 
 from backspace_convert.errors import UserError
@@ -42,14 +41,16 @@ class StageTrainer(Trainer):
 
 
 class TreeTrainer(StageTrainer):
-    """Supervised on packed trees: each node learns its target, weighted."""
+    """Supervised on packed trees: each node learns its targets, weighted; the loss is a mean over the
+    nodes that learn something."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels, weights = inputs["labels"], inputs["weights"]
         logits = model(**model_inputs(inputs, labels.device)).logits.float()
-        losses = F.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+        log_probs = torch.log_softmax(logits, -1).gather(2, labels.clamp(min=0))
         learned = labels != IGNORE
-        return (losses * weights * learned).sum() / learned.sum().clamp(min=1)
+        nodes = learned.any(-1).sum().clamp(min=1)
+        return -(log_probs * weights * learned).sum() / nodes
 
 
 @dataclass

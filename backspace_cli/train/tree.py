@@ -19,8 +19,9 @@ class TokenTree:
 
     input_ids: list[int] = field(default_factory=list)
     parents: list[int] = field(default_factory=list)  # -1: the root's first token
-    targets: list[int] = field(default_factory=list)  # what the context ending at this node predicts
-    weights: list[float] = field(default_factory=list)
+    # What the context ending at each node learns to predict: targets and their weights in the loss
+    # (a state can learn two, such as going on and deleting).
+    targets: list[dict[int, float]] = field(default_factory=list)
     _children: dict[tuple[int, int], int] = field(default_factory=dict)
 
     @classmethod
@@ -38,14 +39,13 @@ class TokenTree:
                 child = self._children[node, token] = len(self.input_ids)
                 self.input_ids.append(token)
                 self.parents.append(node)
-                self.targets.append(IGNORE)
-                self.weights.append(0.0)
+                self.targets.append({})
             node = child
         return node
 
     def learn(self, node: int, target: int, weight: float = 1.0) -> None:
-        """The context ending at `node` learns `target`; a later call for the same node wins."""
-        self.targets[node], self.weights[node] = target, weight
+        """The context ending at `node` learns `target` with this weight; a later call for the same target wins."""
+        self.targets[node][target] = weight
 
     def context_node(self, prompt_length: int, reply: Sequence[int]) -> int:
         """The node of the prompt (its first `prompt_length` tokens form the root chain) and `reply`."""
@@ -70,23 +70,26 @@ def positions_and_mask(parents: Sequence[int]) -> tuple[list[int], torch.Tensor]
 
 def collate(trees: Sequence[TokenTree], pad: int) -> dict[str, torch.Tensor]:
     """A batch for a transformers causal LM under SDPA attention: input_ids, position_ids, a 4-D boolean
-    attention mask (True where a token may look), and the targets with their weights. transformers
-    uses a 4-D mask as it is given, so the tree's branches stay apart."""
+    attention mask (True where a token may look), and each node's targets with their weights, (batch,
+    width, most targets at a node), IGNORE where there is none. transformers uses a 4-D mask as it is
+    given, so the tree's branches stay apart."""
     width = max(len(tree) for tree in trees)
     batch = len(trees)
+    most = max([len(targets) for tree in trees for targets in tree.targets] + [1])
     input_ids = torch.full((batch, width), pad, dtype=torch.long)
     position_ids = torch.zeros((batch, width), dtype=torch.long)
     allowed = torch.zeros((batch, width, width), dtype=torch.bool)
-    labels = torch.full((batch, width), IGNORE, dtype=torch.long)
-    weights = torch.zeros((batch, width), dtype=torch.float32)
+    labels = torch.full((batch, width, most), IGNORE, dtype=torch.long)
+    weights = torch.zeros((batch, width, most), dtype=torch.float32)
     for row, tree in enumerate(trees):
         n = len(tree)
         positions, mask = positions_and_mask(tree.parents)
         input_ids[row, :n] = torch.tensor(tree.input_ids)
         position_ids[row, :n] = torch.tensor(positions)
         allowed[row, :n, :n] = mask
-        labels[row, :n] = torch.tensor(tree.targets)
-        weights[row, :n] = torch.tensor(tree.weights)
+        for node, targets in enumerate(tree.targets):
+            labels[row, node, : len(targets)] = torch.tensor(list(targets), dtype=torch.long)
+            weights[row, node, : len(targets)] = torch.tensor(list(targets.values()))
         allowed[row, range(n, width), range(n, width)] = True  # padding sees itself, so no row is empty
     return {"input_ids": input_ids, "position_ids": position_ids, "attention_mask": allowed[:, None],
             "labels": labels, "weights": weights}
