@@ -1,5 +1,6 @@
 """Replies stepped together in one batch: each is, event for event, the reply the Engine gives it alone."""
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -151,13 +152,20 @@ def test_a_recurrent_model_runs_its_replies_one_at_a_time_and_says_so(mamba):
         assert comparable(reply) == comparable(alone(mamba, request_))
 
 
-def test_a_run_left_early_ends_its_replies_and_the_next_run_is_unchanged(llama):
+@pytest.mark.parametrize("leave", ["close", "ctrl-c"])
+def test_a_run_left_early_ends_its_replies_and_the_next_run_is_unchanged(llama, leave):
     engine = BatchEngine(llama, parallel=3)
     requests = random_requests(llama, random.Random(7), 5)
+    threads = threading.active_count()
     run = engine.run(requests)
     for _ in range(10):
         next(run)
-    run.close()
+    if leave == "close":
+        run.close()
+    else:
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C reaches the caller's thread, where every decode runs
+            run.throw(KeyboardInterrupt())
+    assert threading.active_count() == threads  # every reply's thread has ended
     assert [comparable(reply) for reply in batched(engine, requests)] == \
         [comparable(alone(llama, request_)) for request_ in requests]
 

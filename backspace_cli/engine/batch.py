@@ -113,6 +113,8 @@ class BatchSlot:
         self._turn.release()
         self._parked.acquire()
         self.running = False
+        if self.done:
+            self._thread.join()
         if self._error is not None:
             raise self._error
         events, self._events = self._events, []
@@ -127,6 +129,8 @@ class BatchSlot:
         while not self.done and self._thread.is_alive():
             self._turn.release()
             self._parked.acquire()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 class BatchEngine:
