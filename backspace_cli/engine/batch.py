@@ -23,7 +23,7 @@ from .state_snapshots import has_recurrent_state
 from .stopping import Stopped
 
 # Said by BatchEngine.notice when it cannot step replies together.
-ONE_AT_A_TIME = ("{name} keeps a recurrent state, which a batch cannot yet take back per sequence: "
+ONE_AT_A_TIME = ("{name} keeps a recurrent state, which a batch does not take back per sequence: "
                  "its replies run one at a time")
 
 
@@ -181,7 +181,8 @@ class BatchEngine:
                 slot.stop()
                 self._context.clear(slot.seq)
 
-    def _turn(self, slot: BatchSlot, slots: list[BatchSlot], free: list[int]):
+    def _turn(self, slot: BatchSlot, slots: list[BatchSlot], free: list[int]
+              ) -> Generator[tuple[int, Event], None, None]:
         """Let `slot` run, yielding its events; once it ends, its sequence is free."""
         yield from ((slot.index, event) for event in slot.resume())
         if slot.done:

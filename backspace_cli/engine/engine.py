@@ -86,7 +86,8 @@ class Engine:
     def __init__(self, model: Model, batch_size: int = defaults.BATCH_SIZE,
                  sequence: CacheSequence | None = None) -> None:
         """`sequence`: the cache it drives; by default the model's own context, sequence 0. A batch gives each
-        of its replies one of its sequences instead (batch.BatchSlot)."""
+        of its replies one of its own sequences instead (batch.SlotSequence, which does what CacheSequence
+        does)."""
         self.model = model
         self.sequence = sequence or CacheSequence(model, batch_size)
         self._logits_window: LogitsWindow | None = None
