@@ -26,3 +26,11 @@ def test_a_batched_greedy_eval_reports_what_one_at_a_time_reports(tmp_path, task
     assert together == serial
     report, answers = serial
     assert len(answers) == 20 and any(setting["deletes_per_answer"] for setting in report["settings"])
+
+
+def test_a_recurrent_model_is_evaluated_one_reply_at_a_time_and_eval_says_so(tmp_path, tasks_file, tiny_mamba_path):
+    result = CliRunner().invoke(eval_command, [str(tasks_file), "-m", str(tiny_mamba_path), "--limit", "2", "-n", "4",
+                                               "--parallel", "3", "--json", "-t", "1"])
+    assert result.exit_code == 0, result.output
+    assert "its replies run one at a time" in result.stderr
+    assert json.loads(result.stdout)["settings"][0]["answers"] == 2
