@@ -51,6 +51,9 @@ EVAL_PARALLEL = 4
 SERVE_HOST = "127.0.0.1"  # loopback: other machines reach the server only when told to
 SERVE_PORT = 8080  # llama-server's port, so that tools set up for it find this one too
 SERVE_QUEUE = 64  # requests that may wait for the model; past them, 503 with Retry-After
+# Replies generated at once. One: on a laptop's CPU a batch of replies shares the same cores, and one at a time
+# keeps the cache of the last reply, so that a chat's next turn decodes only its new message.
+SERVE_PARALLEL = 1
 SERVE_RETRY_AFTER_S = 1  # what that 503 asks: the queue moves on at every reply
 SERVE_MAX_BODY = 1 << 20  # bytes in one request body: far more than any context holds as text
 SERVE_UPLOAD_SECONDS = 30.0  # for a request body to arrive whole: a slow link sends SERVE_MAX_BODY in far less

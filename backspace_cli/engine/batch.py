@@ -20,7 +20,7 @@ from .events import Event
 from .model import Model
 from .sampling import LogitsProcessor, Sampler
 from .state_snapshots import has_recurrent_state
-from .stopping import Stopped
+from .stopping import Stop, Stopped
 
 # Said by BatchEngine.notice when it cannot step replies together.
 ONE_AT_A_TIME = ("{name} keeps a recurrent state, which a batch does not take back per sequence: "
@@ -36,6 +36,7 @@ class BatchRequest:
     logits_processors: Seq[LogitsProcessor] = ()
     max_tokens: int = defaults.MAX_TOKENS
     rules: DeleteRules = DeleteRules(token_id=None)
+    stop: Stop | None = None  # asked at each of its decodes: once true, it ends as interrupted
 
 
 class SlotSequence:
@@ -58,8 +59,14 @@ class SlotSequence:
     def resync(self) -> None:
         pass  # a stopped feed decoded nothing: the cache holds `tokens`, less any cut still to come
 
-    def feed(self, tokens: list[int], stop=None) -> np.ndarray:
-        return self._slot.park(tokens)
+    def feed(self, tokens: list[int], stop: Stop | None = None) -> np.ndarray:
+        # Asked on both sides of the wait: its caller may decide while the batch decodes.
+        if stop is not None and stop():
+            raise Stopped()
+        logits = self._slot.park(tokens)
+        if stop is not None and stop():
+            raise Stopped()
+        return logits
 
 
 class BatchSlot:
@@ -78,7 +85,7 @@ class BatchSlot:
         self._turn, self._parked = threading.Semaphore(0), threading.Semaphore(0)
         replies = Engine(model, sequence=self.sequence).generate(  # checks the prompt here, in the caller
             request.prompt, sampler=request.sampler, logits_processors=request.logits_processors,
-            max_tokens=request.max_tokens, rules=request.rules)
+            max_tokens=request.max_tokens, rules=request.rules, stop=request.stop)
         self._thread = threading.Thread(target=self._run, args=(replies,), daemon=True)
 
     @property
@@ -155,7 +162,9 @@ class BatchEngine:
 
     def run(self, requests: Iterable[BatchRequest]) -> Generator[tuple[int, Event], None, None]:
         """Yield (the request's index, an event) for every request, each request's events in its own order,
-        ending with its Done."""
+        ending with its Done. `requests` is read only while a sequence is free, and read again at each step
+        after it ends, so that a queue's iterator may end while it is empty and give more later; the run ends
+        once it ends with no reply left."""
         if self._context is None:
             yield from self._one_at_a_time(requests)
             return
@@ -216,5 +225,5 @@ class BatchEngine:
         for index, request in enumerate(requests):
             replies = self._alone.generate(
                 request.prompt, sampler=request.sampler, logits_processors=request.logits_processors,
-                max_tokens=request.max_tokens, rules=request.rules)
+                max_tokens=request.max_tokens, rules=request.rules, stop=request.stop)
             yield from ((index, event) for event in replies)

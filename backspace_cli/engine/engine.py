@@ -32,6 +32,14 @@ class PromptTooLong(UserError):
     pass
 
 
+def check_prompt(prompt: list[int], n_ctx: int) -> None:
+    """Refuse a prompt that leaves no room in the context for a reply."""
+    if not prompt:
+        raise ValueError("the prompt is empty")
+    if len(prompt) >= n_ctx:
+        raise PromptTooLong(f"the prompt is {len(prompt)} tokens; the context holds {n_ctx}")
+
+
 class _Reply(ReplyEdits):
     """The reply so far, as the delete rules see it, and its text."""
 
@@ -114,11 +122,7 @@ class Engine:
     ) -> Generator[Event, None, None]:
         """Yield Token and Delete events, then one Done. The prompt is never deleted. `stop`, asked between
         the prompt's decode batches, ends the reply as an interrupted one before its prompt is all decoded."""
-        if not prompt:
-            raise ValueError("the prompt is empty")
-        n_ctx = self.model.n_ctx
-        if len(prompt) >= n_ctx:
-            raise PromptTooLong(f"the prompt is {len(prompt)} tokens; the context holds {n_ctx}")
+        check_prompt(prompt, self.model.n_ctx)
         return self._generate(prompt, sampler, logits_processors, max_tokens, rules, stop)
 
     def _generate(self, prompt, sampler, processors, max_tokens, rules, stop) -> Generator[Event, None, None]:

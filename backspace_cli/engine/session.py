@@ -1,4 +1,5 @@
 """A model opened for generation: its engine, its delete token, and the sampler built from settings."""
+import copy
 from collections import Counter
 from collections.abc import Generator
 from dataclasses import replace
@@ -102,6 +103,13 @@ class Session:
         self.engine = Engine(self.model)
         self.delete_token = delete_token_for(self.model, settings.delete_token)
         self.logit_bias = token_biases(self.model, settings.logit_bias, "--logit-bias")
+
+    def for_reply(self, settings: Settings, logit_bias: dict[int, float]) -> "Session":
+        """This session with one reply's own settings and biases, over the same model and engine; this one is
+        left as it was (a server's requests each carry their own)."""
+        reply = copy.copy(self)
+        reply.settings, reply.logit_bias = settings, logit_bias
+        return reply
 
     @property
     def rules(self) -> DeleteRules:

@@ -124,7 +124,7 @@ def make_app(worker: Worker, model: str, access: Access, uploads: Uploads, api_k
         return JSONResponse(models(model, created))
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "model": model, "busy": worker.running is not None,
+        return JSONResponse({"status": "ok", "model": model, "busy": worker.running > 0,
                              "waiting": worker.waiting})
 
     async def page(request: Request) -> FileResponse:

@@ -11,6 +11,7 @@ from ..engine.session import Session
 from ..settings import Settings
 from .access import Access, check_api_key
 from .app import make_app
+from .batch_worker import BatchWorker
 from .protocol import JsonH11Protocol
 from .uploads import Uploads
 from .worker import Worker
@@ -48,11 +49,14 @@ class Server(uvicorn.Server):
 
 def serve(settings: Settings, host: str = defaults.SERVE_HOST, port: int = defaults.SERVE_PORT,
           api_key: str | None = None, queue_size: int = defaults.SERVE_QUEUE, allow_hosts: tuple[str, ...] = (),
-          allow_origins: tuple[str, ...] = (), upload_seconds: float = defaults.SERVE_UPLOAD_SECONDS) -> None:
+          allow_origins: tuple[str, ...] = (), upload_seconds: float = defaults.SERVE_UPLOAD_SECONDS,
+          parallel: int = defaults.SERVE_PARALLEL) -> None:
     check_api_key(api_key)
     session = Session(settings)  # a bad model is a one-line error before anything listens
     model = Path(session.model.path).stem
-    worker = Worker(session, queue_size)
+    worker = BatchWorker(session, queue_size, parallel) if parallel > 1 else Worker(session, queue_size)
+    if worker.notice:
+        print(f"backspace serve: {worker.notice}", file=sys.stderr, flush=True)
     uploads = Uploads(seconds=upload_seconds)
     app = make_app(worker, model, Access(host, allow_hosts, allow_origins), uploads, api_key)
     config = uvicorn.Config(app, host=host, port=port, http=JsonH11Protocol, log_level="warning", access_log=False,
