@@ -16,7 +16,7 @@ from .. import defaults
 from .batch_context import SequencesContext
 from .delete_rules import DeleteRules
 from .engine import Engine
-from .events import Event
+from .events import Done, Event
 from .model import Model
 from .sampling import LogitsProcessor, Sampler
 from .state_snapshots import has_recurrent_state
@@ -43,10 +43,10 @@ class SlotSequence:
     """One sequence of the batch, as the Engine drives a CacheSequence: a feed parks the reply until the batch
     has decoded the tokens, and a trim is carried out on this sequence alone, at its next decode."""
 
-    def __init__(self, slot: "BatchSlot") -> None:
+    def __init__(self, slot: "BatchSlot", stop: Stop | None) -> None:
         self.tokens: list[int] = []
         self.cut: int | None = None  # the length to cut the cache to before the next decode
-        self._slot = slot
+        self._slot, self._stop = slot, stop
 
     def common_prefix(self, tokens: list[int]) -> int:
         return 0  # a slot starts each reply on an empty sequence
@@ -60,11 +60,12 @@ class SlotSequence:
         pass  # a stopped feed decoded nothing: the cache holds `tokens`, less any cut still to come
 
     def feed(self, tokens: list[int], stop: Stop | None = None) -> np.ndarray:
-        # Asked on both sides of the wait: its caller may decide while the batch decodes.
-        if stop is not None and stop():
+        # The request's stop, asked on both sides of the wait, since its caller may decide while the batch
+        # decodes: the Engine itself asks only between a prompt's batches.
+        if self._stop is not None and self._stop():
             raise Stopped()
         logits = self._slot.park(tokens)
-        if stop is not None and stop():
+        if self._stop is not None and self._stop():
             raise Stopped()
         return logits
 
@@ -74,7 +75,7 @@ class BatchSlot:
 
     def __init__(self, seq: int, index: int, model: Model, request: BatchRequest) -> None:
         self.seq, self.index = seq, index  # its sequence id, and its request's place in the run
-        self.sequence = SlotSequence(self)
+        self.sequence = SlotSequence(self, request.stop)
         self.logits = np.empty(model.n_vocab, dtype=np.float32)  # its rows of each decode, its own to change
         self.wanted: list[int] = []  # the tokens it waits to have decoded
         self.done = False
@@ -85,7 +86,7 @@ class BatchSlot:
         self._turn, self._parked = threading.Semaphore(0), threading.Semaphore(0)
         replies = Engine(model, sequence=self.sequence).generate(  # checks the prompt here, in the caller
             request.prompt, sampler=request.sampler, logits_processors=request.logits_processors,
-            max_tokens=request.max_tokens, rules=request.rules, stop=request.stop)
+            max_tokens=request.max_tokens, rules=request.rules)
         self._thread = threading.Thread(target=self._run, args=(replies,), daemon=True)
 
     @property
@@ -226,4 +227,9 @@ class BatchEngine:
             replies = self._alone.generate(
                 request.prompt, sampler=request.sampler, logits_processors=request.logits_processors,
                 max_tokens=request.max_tokens, rules=request.rules, stop=request.stop)
-            yield from ((index, event) for event in replies)
+            for event in replies:
+                yield index, event
+                if request.stop is not None and not isinstance(event, Done) and request.stop():
+                    yield index, replies.throw(KeyboardInterrupt())  # the engine's way to end a reply early
+                    replies.close()
+                    break
