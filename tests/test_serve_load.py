@@ -1,5 +1,6 @@
-"""A bounded load test on 127.0.0.1: 32 clients at once, streamed and whole, chat and completions. Every
-request is answered with its own reply, every stream replays to its final text, and memory stays flat.
+"""A bounded load test on 127.0.0.1: 32 clients at once, streamed and whole, chat and completions, with replies
+one at a time and stepped together (--parallel). Every request is answered with the reply it gets alone, every
+stream replays to its final text, and memory stays flat.
 The figures it prints are for docs/serve.md; none is asserted."""
 import statistics
 import time
@@ -50,14 +51,22 @@ def rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-def test_32_clients_at_once_each_get_their_own_complete_reply():
-    # One llama.cpp thread: its threads wait for each other spinning, and on a shared machine a second
-    # one mostly waits for a core.
-    with running_server("-t", "1", "--logit-bias", "<|delete|>=3") as server:
-        # Greedy replies depend on the prompt alone: taken one by one, they are what each request must get.
-        expected = {(path, str(body)): answer(server, path, body, False)
-                    for client in range(len(SUMS)) for path, body, _ in requests_of(client)}
+# One llama.cpp thread: its threads wait for each other spinning, and on a shared machine a second one mostly
+# waits for a core.
+SERVER = ("-t", "1", "--logit-bias", "<|delete|>=3")
 
+
+@pytest.fixture(scope="module")
+def expected() -> dict[tuple[str, str], str]:
+    """Greedy replies depend on the prompt alone: taken one by one, they are what each request must get."""
+    with running_server(*SERVER) as server:
+        return {(path, str(body)): answer(server, path, body, False)
+                for client in range(len(SUMS)) for path, body, _ in requests_of(client)}
+
+
+@pytest.mark.parametrize("parallel", ["1", "4"])
+def test_32_clients_at_once_each_get_their_own_complete_reply(expected, parallel):
+    with running_server(*SERVER, "--parallel", parallel) as server:
         def client(index: int) -> list[float]:
             latencies = []
             for path, body, stream in requests_of(index):
@@ -80,5 +89,6 @@ def test_32_clients_at_once_each_get_their_own_complete_reply():
         assert server.request("GET", "/health")[2] == {"status": "ok", "model": "backspace-tiny", "busy": False,
                                                         "waiting": 0}
         cuts = statistics.quantiles(latencies, n=100)
-        print(f"\nload: {CLIENTS} clients, {CLIENTS * 4} requests a round; last round {CLIENTS * 4 / elapsed:.1f} req/s; "
+        print(f"\nload, --parallel {parallel}: {CLIENTS} clients, {CLIENTS * 4} requests a round; "
+              f"last round {CLIENTS * 4 / elapsed:.1f} req/s; "
               f"latency p50 {cuts[49] * 1000:.0f} ms, p99 {cuts[98] * 1000:.0f} ms; RSS {memory} KiB")
