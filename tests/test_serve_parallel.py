@@ -63,6 +63,23 @@ def parallel_smollm2(smollm2_path):
 
 
 @pytest.mark.smollm2
+def test_replies_stepped_together_each_keep_their_own_settings(parallel_smollm2):
+    bodies = [{**SHORT, "max_tokens": tokens, "logit_bias": {"<|im_end|>": -100, "<|endoftext|>": -100},
+               "temperature": temperature, "seed": 7}
+              for tokens, temperature in [(2, 0), (9, 1.5), (5, 0)]]  # two running, one waiting
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        replies = list(pool.map(lambda body: server_post(parallel_smollm2, body), bodies, timeout=120))
+    assert [reply["usage"]["completion_tokens"] for reply in replies] == [2, 9, 5]
+    assert [reply["choices"][0]["finish_reason"] for reply in replies] == ["length"] * 3
+
+
+def server_post(server, body: dict) -> dict:
+    status, _, reply = server.post(CHAT, body)
+    assert status == 200, reply
+    return reply
+
+
+@pytest.mark.smollm2
 def test_a_client_that_leaves_frees_its_sequence_for_the_next_request_while_the_other_runs(parallel_smollm2):
     server = parallel_smollm2
     staying, leaving = OpenStream(server), OpenStream(server)
