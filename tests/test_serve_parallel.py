@@ -3,7 +3,6 @@ a client that leaves frees its sequence at once, the queue past the running repl
 signal ends every open reply and exits 0."""
 import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -85,11 +84,10 @@ def test_a_client_that_leaves_frees_its_sequence_for_the_next_request_while_the_
     staying, leaving = OpenStream(server), OpenStream(server)
     try:
         leaving.leave()
-        started = time.monotonic()
+        # Were its sequence kept, this request would wait for the endless reply that stays.
         status, _, body = server.post(CHAT, SHORT)
         assert status == 200 and body["usage"]["completion_tokens"] <= 3
-        assert time.monotonic() - started < WITHIN_S
-        assert health(server)["busy"]  # the other reply goes on
+        assert health(server)["busy"]  # the reply that stays goes on
     finally:
         staying.leave()
     wait_for(lambda: idle(server), "every sequence is free again")
