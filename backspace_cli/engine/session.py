@@ -105,8 +105,8 @@ class Session:
         self.logit_bias = token_biases(self.model, settings.logit_bias, "--logit-bias")
 
     def for_reply(self, settings: Settings, logit_bias: dict[int, float]) -> "Session":
-        """This session with one reply's own settings and biases, over the same model and engine; this one is
-        left as it was (a server's requests each carry their own)."""
+        """A copy over the same model and engine, with one reply's own settings and biases; the original keeps
+        its own (a server's requests each carry theirs)."""
         reply = copy.copy(self)
         reply.settings, reply.logit_bias = settings, logit_bias
         return reply
