@@ -5,6 +5,7 @@ from backspace_convert import keys
 from backspace_convert.plan import Value
 from ..engine.session import RECOMMENDED_SAMPLING
 from ..settings import BOUNDS
+from .recipe import TrainRecipe
 
 
 def sampling_metadata(sampling: dict) -> dict[str, Value]:
@@ -31,7 +32,7 @@ def introduction_metadata(description: str, examples: list[str]) -> dict[str, Va
     return metadata
 
 
-def export_gguf(checkpoint: Path, output: Path, *, outtype: str, recipe, force: bool, say) -> Path:
+def export_gguf(checkpoint: Path, output: Path, *, outtype: str, recipe: TrainRecipe, force: bool, say) -> Path:
     from backspace_convert.hf_checkpoint import convert_checkpoint
 
     metadata = sampling_metadata(recipe.sampling) | introduction_metadata(recipe.description, recipe.examples)
