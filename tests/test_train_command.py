@@ -98,6 +98,24 @@ def test_each_later_stage_runs_alone_on_the_last_ones_checkpoint_and_its_gguf_de
     assert deletes_when_sampled(out) > 0
 
 
+@needs_converter
+def test_the_same_recipe_without_deletes_trains_a_baseline_that_never_deletes(files):
+    out = files["folder"] / "plain.gguf"
+    recipe = _json(files["folder"] / "plain.json", {**RECIPE, "deletes": False})
+    code, _, stderr = backspace("train", files["tasks"], "--from-scratch", files["config"], "-o", out,
+                                "--stages", "sft,grpo", "--recipe", recipe)
+    assert code == 0, stderr
+    assert deletes_when_sampled(out) == 0
+
+
+def test_a_recipe_field_of_the_wrong_kind_is_named(files, tmp_path):
+    recipe = _json(tmp_path / "bad.json", {**RECIPE, "deletes": "no"})
+    code, _, stderr = backspace("train", files["tasks"], "--from-scratch", files["config"], "-o",
+                                tmp_path / "out.gguf", "--recipe", recipe)
+    assert code == 1
+    assert "recipe field deletes: expected true or false" in stderr
+
+
 def final_weights(work: Path, stage: str = "sft") -> dict:
     from safetensors.torch import load_file
 

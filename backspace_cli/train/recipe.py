@@ -20,6 +20,9 @@ class TrainRecipe:
     probe_tasks: int = 32  # held-out tasks answered greedily, with and without deletes, at each probe
     eval_tasks: int = 200  # held-out tasks in the final A/B (0: none)
     max_tokens: int = 48  # a reply's length in rollouts, probes and the final A/B
+    # False trains the same stages with no delete: no wrong replies in the supervised stages, and GRPO's
+    # rollouts with the delete banned. That is the fair baseline a delete recipe is measured against.
+    deletes: bool = True
     # Supervised stages: engine states packed as trees
     batch: int = 16  # questions per step, each one tree
     weight_decay: float = 0.0
@@ -93,6 +96,9 @@ def read_recipe(path: Path | None, overrides: dict) -> TrainRecipe:
             unknown = [stage for stage in value if stage not in STAGES]
             if unknown or not value:
                 raise UserError(f"stages: expected some of {', '.join(STAGES)}, got {', '.join(map(str, value))}")
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise UserError(f"recipe field {name}: expected true or false, got {value!r}")
         elif isinstance(default, (int, float)):
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or isinstance(default, int) and not isinstance(value, int):

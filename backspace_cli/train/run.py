@@ -136,9 +136,13 @@ def _run_stage(stage: str, bundle: ModelBundle, tasks: list[TrainTask], probe_ta
     if stage == "grpo":
         data, collator, per_step = tasks, list, recipe.grpo_prompts
     else:
-        wrong = likeliest_wrong(bundle, tasks, recipe.wrong_per_question, label=f"{stage}: the model's likeliest mistakes")
-        if stage == "own":
-            _add_own_mistakes(bundle, tasks, wrong, recipe, say)
+        if recipe.deletes:
+            wrong = likeliest_wrong(bundle, tasks, recipe.wrong_per_question,
+                                    label=f"{stage}: the model's likeliest mistakes")
+            if stage == "own":
+                _add_own_mistakes(bundle, tasks, wrong, recipe, say)
+        else:
+            wrong = [set() for _ in tasks]
         data = [question_tree(bundle, task, w, recipe.delete_weight, recipe.go_on_share, recipe.look_ahead)
                 for task, w in zip(tasks, wrong)]
         collator, per_step = (lambda trees: collate(trees, bundle.reply_end)), recipe.batch

@@ -72,7 +72,7 @@ class GroupTrainer(StageTrainer):
         self.reference = copy.deepcopy(bundle.model).eval()
         for parameter in self.reference.parameters():
             parameter.requires_grad_(False)
-        self.rules = DeleteRules(token_id=bundle.delete_id)
+        self.rules = DeleteRules(token_id=bundle.delete_id, enabled=recipe.deletes)
         self.stats: list[RolloutStats] = []
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
