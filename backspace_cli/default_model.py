@@ -1,5 +1,5 @@
-"""The built-in model, trained and exported by training/ and shipped as package data, and the one rule for
-which model a command opens when it is given none."""
+"""The built-in model, made by `backspace train` (make demo-model) and shipped as package data, and the one
+rule for which model a command opens when it is given none."""
 from pathlib import Path
 
 from backspace_convert.errors import UserError
