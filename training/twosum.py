@@ -10,9 +10,7 @@ import random
 import sys
 import zlib
 
-import vocab
-
-LOW, HIGH = 1, 15  # one token each (training/vocab.py): a written number is whole, so checking it needs no look-ahead
+LOW, HIGH = 1, 15  # one token each for the built-in model: checking a written number needs no look-ahead
 SIZES = (5, 6, 7)  # numbers in a list
 # Phrasings of the question; the target always comes after the list, so that reading the list cannot
 # already work out the answer. The model only ever answers "a+b", the smaller number first: so checking
@@ -92,12 +90,6 @@ def distinct_tasks(count: int, seed: int, evaluation: bool) -> list[dict]:
 def numbers(prompt: str) -> list[str]:
     """The numbers of a question, as written, the target last."""
     return "".join(c if c.isdigit() else " " for c in prompt).split()
-
-
-def alive(reply: list[str], response: str) -> bool:
-    """Whether `reply`, a reply so far as its tokens' texts, can still become the right answer: with
-    exactly one pair and one way to write it, that is whether its tokens begin the answer's."""
-    return vocab.pieces(response)[: len(reply)] == list(reply)
 
 
 def main() -> None:
