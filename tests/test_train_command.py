@@ -78,11 +78,13 @@ def test_the_supervised_stage_ends_with_a_gguf_that_chat_opens_and_that_deletes(
 
 
 @needs_converter
-def test_the_gguf_says_what_the_recipe_says_about_the_model(sft_run):
+def test_the_gguf_is_named_after_its_file_and_says_what_the_recipe_says_about_the_model(sft_run):
     from backspace_cli.engine.model import load_model
     from backspace_cli.introduction import Introduction
 
-    about = Introduction.of(load_model(str(sft_run), n_ctx=64, n_threads=1).metadata)
+    metadata = load_model(str(sft_run), n_ctx=64, n_threads=1).metadata
+    assert metadata["general.name"] == "sft"  # its file's name, not its checkpoint folder's ("final")
+    about = Introduction.of(metadata)
     assert about.description == RECIPE["description"]
     assert list(about.examples) == RECIPE["examples"]
 

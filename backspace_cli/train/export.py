@@ -1,4 +1,4 @@
-"""The trained checkpoint as a backspace GGUF, with the recipe's sampling as the model's recommendation and what it says about itself."""
+"""The trained checkpoint as a backspace GGUF, named after its file, with the recipe's sampling as the model's recommendation and what it says about itself."""
 from pathlib import Path
 
 from backspace_convert import keys
@@ -35,5 +35,10 @@ def introduction_metadata(description: str, examples: list[str]) -> dict[str, Va
 def export_gguf(checkpoint: Path, output: Path, *, outtype: str, recipe: TrainRecipe, force: bool, say) -> Path:
     from backspace_convert.hf_checkpoint import convert_checkpoint
 
-    metadata = sampling_metadata(recipe.sampling) | introduction_metadata(recipe.description, recipe.examples)
+    import gguf
+
+    # Named after its file, not the checkpoint's folder (converters take "final" from stage/final/).
+    name = output.name[: -len(".gguf")] if output.name.endswith(".gguf") else output.name
+    metadata = ({gguf.Keys.General.NAME: Value(name, gguf.GGUFValueType.STRING)} | sampling_metadata(recipe.sampling)
+                | introduction_metadata(recipe.description, recipe.examples))
     return convert_checkpoint(checkpoint, output, outtype=outtype, force=force, metadata=metadata, report=say)
