@@ -3,20 +3,18 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from backspace_cli.render.renderers import TOOK_BACK
+from builtin_recipe import DESCRIPTION, EXAMPLES
 from terminal import Terminal
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
-import export_gguf  # noqa: E402
 
 STRUCK = r"\x1b\[(?:\d+;)*9(?:;\d+)*m"  # SGR 9: struck-through text
 DIM = r"\x1b\[(?:\d+;)*2(?:;\d+)*m"  # SGR 2: dim text
 TOOK_BACK_LINE = rf"(?m)^{re.escape(TOOK_BACK)}$"
-EMPTIED = "What is 12+34?"  # the built-in model writes a reply, then deletes all of it
+EMPTIED = "Which two of 8 10 9 1 4 add up to 2?"  # no pair does: the built-in model writes a reply, then deletes all of it
 STATS = r"reply \d+ tok, (\d+) deletes"
 PROMPT = r"(?m)^>>>$"  # capture-pane drops the prompt's trailing space
 
@@ -113,11 +111,11 @@ def right_answer(question: str) -> str:
 def test_the_built_in_model_introduces_itself_and_answers_its_examples(chat_terminal):
     terminal = chat_terminal()  # no model given: the built-in one
     banner = " ".join(terminal.screen().split())  # the description wraps at the terminal's width
-    assert " ".join(export_gguf.DESCRIPTION.split()) in banner
-    assert "Ask it, for example:" in banner and all(example in banner for example in export_gguf.EXAMPLES)
+    assert " ".join(DESCRIPTION.split()) in banner
+    assert "Ask it, for example:" in banner and all(example in banner for example in EXAMPLES)
 
     deletes = []
-    for example in export_gguf.EXAMPLES:
+    for example in EXAMPLES:
         terminal.type("/clear")
         terminal.press("Enter")
         terminal.type(example)

@@ -1,5 +1,4 @@
 """What a model says about itself is read from its own file: the built-in model's, another's, or nothing."""
-import sys
 from pathlib import Path
 
 import gguf
@@ -9,17 +8,15 @@ from backspace_cli.engine.model import load_model
 from backspace_cli.introduction import Introduction
 from backspace_convert import ConvertSpec, convert_file, keys
 from backspace_convert.plan import Value
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
-import export_gguf  # noqa: E402
+from builtin_recipe import DESCRIPTION, EXAMPLES
 
 
 def introduction_of(path: Path) -> Introduction:
     return Introduction.of(load_model(path, n_ctx=64, n_threads=1).metadata)
 
 
-def test_the_built_in_model_carries_what_its_exporter_writes():
-    assert introduction_of(DEFAULT_MODEL) == Introduction(export_gguf.DESCRIPTION, export_gguf.EXAMPLES)
+def test_the_built_in_model_carries_what_its_recipe_says():
+    assert introduction_of(DEFAULT_MODEL) == Introduction(DESCRIPTION, EXAMPLES)
 
 
 def test_a_converted_model_shows_its_own_introduction(tiny_llama_without_delete_path, tmp_path):

@@ -2,8 +2,6 @@
 import io
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,13 +14,12 @@ if CHROMIUM is None:
     pytest.skip("no chromium on PATH (make test installs Debian's package; apt-get install chromium): "
                 "the page's browser test cannot run", allow_module_level=True)
 
+from builtin_recipe import DESCRIPTION, EXAMPLES  # noqa: E402
 from serve_client import done_record, running_server, sse_chunks  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
-import export_gguf  # noqa: E402
 
 QUESTION = "What is 12+7?"
-EMPTIED = "What is 12+34?"  # the built-in model writes a reply, then deletes all of it
+EMPTIED = "Which two of 8 10 9 1 4 add up to 2?"  # no pair does: the built-in model writes a reply, then deletes all of it
 # Records each piece's look at the moment it is marked deleted, before any timer can change it.
 WATCH_DELETES = """() => {
   window.deletedLooks = [];
@@ -128,13 +125,13 @@ def test_model_text_is_shown_as_text_never_as_html(page):
 
 
 def test_the_page_introduces_the_built_in_model_and_offers_its_examples(page):
-    sync_api.expect(page.locator("#description")).to_have_text(export_gguf.DESCRIPTION)
+    sync_api.expect(page.locator("#description")).to_have_text(DESCRIPTION)
     examples = page.locator("#examples .example")
-    assert examples.all_text_contents() == list(export_gguf.EXAMPLES)
+    assert examples.all_text_contents() == list(EXAMPLES)
     placeholder = page.get_attribute("#message", "placeholder")
-    assert placeholder == f"Ask something, for example: {export_gguf.EXAMPLES[0]}"
+    assert placeholder == f"Ask something, for example: {EXAMPLES[0]}"
     examples.nth(1).click()  # an example goes into the input, to be sent or changed
-    assert page.input_value("#message") == export_gguf.EXAMPLES[1]
+    assert page.input_value("#message") == EXAMPLES[1]
 
 
 def test_a_reply_the_model_deleted_entirely_says_so_in_one_line(page):
