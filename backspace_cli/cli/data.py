@@ -124,9 +124,12 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
 @click.option("--parallel", type=click.IntRange(min=1), default=defaults.EVAL_PARALLEL, show_default=True,
               help="Replies decoded together, one llama_decode call a step for all of them (1: one at a time).")
+@click.option("--baseline", metavar="PATH.gguf", help="Also run this model (the same fine-tune without deletes, "
+              "say) in the banned settings, with the same seeds and sampling, and compare the model with it.")
 @eval_engine_options
 @friendly_errors(writes_files=True)
-def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, parallel, **options):
+def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, parallel, baseline,
+                 **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
     delete token banned (as complete's --no-delete bans it), with the same seeds.
 
@@ -138,7 +141,8 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..default_model import model_or_builtin
-    from ..data.eval_report import report_json, report_table, sweep_table
+    from ..data.eval_report import answer_records, baseline_table, report_json, report_table, sweep_table
+    from ..data.eval_results import BaselineRun
     from ..data.evaluation import Evaluator
     from ..data.tasks import read_tasks
     from ..engine.session import Session
@@ -153,29 +157,36 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
         chart_format(Path(plot))
     settings = settings_from(options)
     settings.model = model_or_builtin(settings.model)  # as the report names it
-    _refuse_inputs_as_outputs([answers, plot], [_stream(tasks_path, "stdin"), settings.model])
+    if baseline is not None:
+        baseline = model_or_builtin(baseline)  # an empty path is the built-in model, as with -m
+    _refuse_inputs_as_outputs([answers, plot], [_stream(tasks_path, "stdin"), settings.model, baseline])
     with _open_input(tasks_path) as lines:
         tasks = read_tasks(lines)[:limit]
     evaluator = Evaluator(Session(settings), raw=raw, scoring=scoring, greedy=greedy, temps=temps, parallel=parallel)
+    # Opened before the run, so that a baseline that cannot be opened is refused before any task runs.
+    against = evaluator.baseline(baseline) if baseline is not None else None
     errors = Console(stderr=True)
-    if evaluator.batch is not None and evaluator.batch.notice:
-        errors.print(f"[yellow]{evaluator.batch.notice}.[/yellow]")
+    for run in (evaluator, against):
+        if run is not None and run.batch is not None and run.batch.notice:
+            errors.print(f"[yellow]{run.batch.notice}.[/yellow]")
     if evaluator.delete_token is None:
         errors.print("[yellow]This model has no delete token: both settings generate plainly.[/yellow]")
-    steps = len(tasks) * len(evaluator.arms)
+    steps = len(tasks) * (len(evaluator.arms) + (len(against.arms) if against else 0))
     columns = (TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     # --answers is opened first, so that a path that cannot be written is refused before the run.
     with output_stream(answers, force=True) if answers else nullcontext() as out:
         with Progress(*columns, console=errors, transient=True, disable=not errors.is_terminal) as bar:
             task = bar.add_task("eval", total=steps)
             reports = evaluator.run(tasks, progress=lambda: bar.advance(task))
-        for report in reports if out else ():
-            for index, outcome in enumerate(report.outcomes):
-                out.write(json.dumps({"setting": report.name, "task": index, "text": outcome.text,
-                                      "correct": outcome.correct, "deletes": outcome.deletes}) + "\n")
+            baseline_run = None
+            if against is not None:
+                baseline_run = BaselineRun(baseline, against.run(tasks, progress=lambda: bar.advance(task)))
+        for record in answer_records(reports, baseline_run) if out else ():
+            out.write(json.dumps(record) + "\n")
     token = evaluator.delete_token.text if evaluator.delete_token else None
     if as_json:
-        click.echo(json.dumps(report_json(settings.model, tasks, evaluator.options(), reports, token), indent=2))
+        click.echo(json.dumps(report_json(settings.model, tasks, evaluator.options(), reports, token, baseline_run),
+                              indent=2))
     o = evaluator.settings  # with the model's recommended sampling filled in
     if temps:
         sampling = f"temperatures {', '.join(f'{t:g}' for t in temps)}, top-k {o.top_k}, top-p {o.top_p}, min-p {o.min_p}"
@@ -187,4 +198,7 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
 
         plot_sweep(reports, Path(plot), f"{Path(settings.model).name}: {len(tasks)} tasks")
     if not as_json:
-        Console().print((sweep_table if temps else report_table)(reports, title))
+        console = Console()
+        console.print((sweep_table if temps else report_table)(reports, title))
+        if baseline_run is not None:
+            console.print(baseline_table(reports, baseline_run, f"against the baseline {Path(baseline).name}"))

@@ -1,13 +1,18 @@
-"""eval's report as JSON, and as a rich table: one column per setting, or one row per temperature of a sweep."""
+"""eval's report as JSON, as rich tables (one column per setting, or one row per temperature of a sweep, and one
+row per pair against a baseline model), and its replies as the --answers file's records."""
+from collections.abc import Iterator
 from dataclasses import asdict
 
-from .eval_results import ArmReport, PairedComparison, comparisons
+from .eval_results import ArmReport, BaselineRun, PairedComparison, best_against_best, comparisons
 from .tasks import Task
+
+# Before a baseline model's setting in the --answers file, which holds both models' replies.
+BASELINE_PREFIX = "baseline: "
 
 
 def report_json(model_path: str, tasks: list[Task], options: dict, reports: list[ArmReport],
-                delete_token: str | None) -> dict:
-    return {
+                delete_token: str | None, baseline: BaselineRun | None = None) -> dict:
+    data = {
         "model": model_path,
         "tasks": len(tasks),
         "delete_token": delete_token,
@@ -15,6 +20,25 @@ def report_json(model_path: str, tasks: list[Task], options: dict, reports: list
         "settings": [report.to_json() for report in reports],
         "comparisons": [asdict(comparison) for comparison in comparisons(reports)],
     }
+    if baseline is not None:
+        best = best_against_best(reports, baseline.reports)
+        data["baseline"] = {
+            "model": baseline.model,
+            "settings": [arm.to_json() for arm in baseline.reports],
+            "comparisons": [asdict(comparison) for comparison in comparisons(reports, baseline.reports)],
+            "best": None if best is None else asdict(best),
+        }
+    return data
+
+
+def answer_records(reports: list[ArmReport], baseline: BaselineRun | None = None) -> Iterator[dict]:
+    """Every reply, per setting and task; a baseline model's after the model's, its settings named as such."""
+    named = [("", report) for report in reports]
+    named += [(BASELINE_PREFIX, report) for report in (baseline.reports if baseline else [])]
+    for prefix, report in named:
+        for index, outcome in enumerate(report.outcomes):
+            yield {"setting": prefix + report.name, "task": index, "text": outcome.text,
+                   "correct": outcome.correct, "deletes": outcome.deletes}
 
 
 def report_table(reports: list[ArmReport], title: str):
@@ -60,6 +84,41 @@ def sweep_table(reports: list[ArmReport], title: str):
                       f"{_gain(comparison)}\n{_p_value(comparison)}", _gain_interval(comparison),
                       f"{on.deletes_per_answer:.2f}")
     return table
+
+
+def baseline_table(reports: list[ArmReport], baseline: BaselineRun, title: str):
+    """The model's deletes-enabled settings against a baseline model's banned ones as a rich table: a row per
+    sampling both share, then the most accurate setting of each against the other, its samplings named; it fits
+    an 80-column terminal."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("sampling", "with deletes", "baseline", "paired gain", "gain 95% CI", "won/lost"):
+        table.add_column(column, justify="right")
+    by_name = {report.name: report for report in reports}
+    baseline_by_name = {report.name: report for report in baseline.reports}
+
+    def add(comparison: PairedComparison, label: str | None = None) -> None:
+        on, off = by_name[comparison.setting], baseline_by_name[comparison.baseline]
+        on_cell, off_cell = _accuracy_cell(on), _accuracy_cell(off)
+        if label is not None:  # the two sides may differ in sampling: each names its own
+            on_cell, off_cell = f"{on_cell}\n{_sampling(on)}", f"{off_cell}\n{_sampling(off)}"
+        table.add_row(label or _sampling(on), on_cell, off_cell, f"{_gain(comparison)}\n{_p_value(comparison)}",
+                      _gain_interval(comparison), f"{comparison.only_with_deletes}/{comparison.only_without}")
+
+    for comparison in comparisons(reports, baseline.reports):
+        add(comparison)
+    best = best_against_best(reports, baseline.reports)
+    if best is not None:
+        table.add_section()
+        add(best, "best")
+    return table
+
+
+def _sampling(report: ArmReport) -> str:
+    if report.greedy:
+        return "greedy"
+    return "sampled" if report.temp is None else f"temp {report.temp:g}"
 
 
 def _interval(ci: tuple[float, float]) -> str:

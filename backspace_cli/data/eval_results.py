@@ -1,4 +1,5 @@
-"""What an evaluation found: each reply, each setting's report, and each pair of settings compared task by task."""
+"""What an evaluation found: each reply, each setting's report, and each pair of settings compared task by task,
+within one model or against a baseline model's."""
 from dataclasses import asdict, dataclass, field
 
 from .eval_stats import mcnemar_p, paired_difference
@@ -43,11 +44,19 @@ class ArmReport:
 
 
 @dataclass
+class BaselineRun:
+    """A baseline model's banned settings, run on the same tasks with the same seeds and sampling."""
+
+    model: str  # its path
+    reports: list[ArmReport]
+
+
+@dataclass
 class PairedComparison:
     """Deletes enabled against banned on the same tasks with the same seeds: each task is a pair."""
 
     setting: str  # the deletes-enabled setting
-    baseline: str  # its --no-delete counterpart
+    baseline: str  # its --no-delete counterpart, of the same model or of a baseline model
     gain: float  # accuracy difference, enabled minus banned
     ci95: tuple[float, float]  # of the paired difference
     only_with_deletes: int  # tasks right with deletes and wrong without
@@ -63,8 +72,20 @@ def compare(enabled: ArmReport, banned: ArmReport) -> PairedComparison:
     return PairedComparison(enabled.name, banned.name, gain, ci95, wins, losses, mcnemar_p(wins, losses))
 
 
-def comparisons(reports: list[ArmReport]) -> list[PairedComparison]:
-    """Each deletes-enabled setting against the banned one with the same sampling."""
+def comparisons(reports: list[ArmReport], banned_reports: list[ArmReport] | None = None) -> list[PairedComparison]:
+    """Each deletes-enabled setting against the banned one with the same sampling, among `banned_reports`
+    (a baseline model's) if given, else among `reports`."""
+    candidates = reports if banned_reports is None else banned_reports
     return [compare(enabled, banned) for enabled in reports if enabled.deletes_enabled
-            for banned in reports if not banned.deletes_enabled and banned.greedy == enabled.greedy
+            for banned in candidates if not banned.deletes_enabled and banned.greedy == enabled.greedy
             and banned.temp == enabled.temp]
+
+
+def best_against_best(reports: list[ArmReport], banned_reports: list[ArmReport]) -> PairedComparison | None:
+    """The most accurate deletes-enabled setting against the most accurate banned one (the bar: a baseline's
+    best setting); the earlier setting on a tie; None when either side has none."""
+    enabled = [report for report in reports if report.deletes_enabled]
+    banned = [report for report in banned_reports if not report.deletes_enabled]
+    if not enabled or not banned:
+        return None
+    return compare(max(enabled, key=lambda r: r.accuracy), max(banned, key=lambda r: r.accuracy))

@@ -1,5 +1,5 @@
 """`backspace eval`'s run: every task under each setting, deletes enabled and the delete token banned, with the
-same seeds, and each setting's replies summed up."""
+same seeds, and each setting's replies summed up; a baseline model runs the banned settings alone."""
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -68,7 +68,7 @@ class Evaluator:
         self.raw, self.scoring, self.greedy = raw, scoring, greedy
         # Task i is sampled with seed + i in every arm; no seed counts from 0, so that a report repeats.
         self.seed = 0 if self.settings.seed is None else self.settings.seed
-        self.temps = temps
+        self.temps, self.parallel = temps, parallel
         self.arms = arms_for_temps(temps) if temps else arms_for(self.settings.temp, greedy)
         self.batch = BatchEngine(session.model, parallel) if parallel > 1 else None
         self.template = None
@@ -76,6 +76,15 @@ class Evaluator:
             from ..engine.chat_template import ChatTemplate
 
             self.template = ChatTemplate(session.model)
+
+    def baseline(self, model: str) -> "Evaluator":
+        """The same evaluation of another model in this one's banned arms only: the same seeds and sampling
+        (this model's, recommendations filled in, so that both models sample alike), banning the delete token
+        that --delete-token names, else its own where it has one."""
+        baseline = Evaluator(Session(replace(self.settings, model=model)), raw=self.raw, scoring=self.scoring,
+                             greedy=self.greedy, temps=self.temps, parallel=self.parallel)
+        baseline.arms = [arm for arm in self.arms if not arm.deletes]
+        return baseline
 
     @property
     def delete_token(self) -> DeleteToken | None:
