@@ -14,7 +14,7 @@ from terminal import Terminal
 STRUCK = r"\x1b\[(?:\d+;)*9(?:;\d+)*m"  # SGR 9: struck-through text
 DIM = r"\x1b\[(?:\d+;)*2(?:;\d+)*m"  # SGR 2: dim text
 TOOK_BACK_LINE = rf"(?m)^{re.escape(TOOK_BACK)}$"
-EMPTIED = "Which two of 8 10 9 1 4 add up to 2?"  # no pair does: the built-in model writes a reply, then deletes all of it
+EMPTIED = "Which two of 8 10 9 1 4 add up to 2?"  # no pair does: the built-in model writes a reply, deletes it all
 STATS = r"reply \d+ tok, (\d+) deletes"
 PROMPT = r"(?m)^>>>$"  # capture-pane drops the prompt's trailing space
 

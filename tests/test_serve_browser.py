@@ -19,7 +19,7 @@ from serve_client import done_record, running_server, sse_chunks  # noqa: E402
 
 
 QUESTION = "What is 12+7?"
-EMPTIED = "Which two of 8 10 9 1 4 add up to 2?"  # no pair does: the built-in model writes a reply, then deletes all of it
+EMPTIED = "Which two of 8 10 9 1 4 add up to 2?"  # no pair does: the built-in model writes a reply, deletes it all
 # Records each piece's look at the moment it is marked deleted, before any timer can change it.
 WATCH_DELETES = """() => {
   window.deletedLooks = [];
