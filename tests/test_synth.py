@@ -145,11 +145,11 @@ def _undo(text, delete_text, token_texts):
     return undone
 
 
-def test_plain_text_lines_become_text_records_trained_on_whole(builtin):
-    records, tokenized, _, _ = run(builtin, lines=["hello there"], rate=0.0)
+def test_plain_text_lines_become_text_records_trained_on_whole(tiny_llama):
+    records, tokenized, _, _ = run(tiny_llama, lines=["hello there"], rate=0.0)
     assert records == [{"text": "hello there"}]
     ids, labels = tokenized[0]["input_ids"], tokenized[0]["labels"]
-    assert labels[0] == IGNORE and ids[0] == builtin.llama.token_bos()  # BOS is not learned
+    assert labels[0] == IGNORE and ids[0] == tiny_llama.llama.token_bos()  # BOS is not learned
     assert labels[1:] == ids[1:]
 
 
@@ -159,7 +159,8 @@ def test_the_prompt_is_masked_and_the_end_of_the_reply_is_learned(builtin):
     learned = [i for i, label in zip(ids, labels) if label != IGNORE]
     eos = builtin.llama.token_eos()
     assert learned == builtin.tokenize("1421", add_bos=False) + [eos]
-    assert "".join(builtin.token_text(i) for i in ids if i != eos).endswith("What is 482+939?<|assistant|>1421")
+    assert "".join(builtin.token_text(i) for i in ids) == (
+        "<|im_start|>user\nWhat is 482+939?<|im_end|>\n<|im_start|>assistant\n1421<|im_end|>\n")
 
 
 def test_multi_token_errors_are_k_wrong_tokens_then_k_deletes(builtin):
@@ -222,8 +223,9 @@ def test_model_errors_are_plausible_alternatives_and_never_the_true_token(builti
             wrong, true_next = ids[i - 1], ids[i + 1]
             assert wrong != true_next
             # The strategy saw the sample's prompt as written (an earlier turn's errors included) and the
-            # reply's true tokens so far: the reply starts after the last unlearned token that no delete took.
-            start = 1 + max(k for k in range(i - 1) if labels[k] == IGNORE and k not in taken)
+            # reply's true tokens so far: the reply starts after the last unlearned token that no delete took
+            # (a text record without a BOS has none: it starts at once).
+            start = 1 + max((k for k in range(i - 1) if labels[k] == IGNORE and k not in taken), default=-1)
             sequence.trim(0)
             logits = sequence.feed(ids[:start] + _without_errors(ids[start : i - 1], delete)).copy()
             # Its top_k likeliest errors among its top_k * 4 likeliest tokens; where none of those is an
