@@ -20,12 +20,12 @@ def report_and_answers(tmp_path, tasks_file, model, *args):
 
 
 def test_a_batched_greedy_eval_reports_what_one_at_a_time_reports(tmp_path, tasks_file, builtin_path):
-    options = ("--temp", "0", "--limit", "10", "-n", "12")
+    options = ("--temp", "0", "--limit", "12", "-n", "12")  # enough tasks that a greedy reply deletes
     serial = report_and_answers(tmp_path, tasks_file, builtin_path, "--parallel", "1", *options)
     together = report_and_answers(tmp_path, tasks_file, builtin_path, "--parallel", "4", *options)
     assert together == serial
     report, answers = serial
-    assert len(answers) == 20 and any(setting["deletes_per_answer"] for setting in report["settings"])
+    assert len(answers) == 24 and any(setting["deletes_per_answer"] for setting in report["settings"])
 
 
 def test_a_recurrent_model_is_evaluated_one_reply_at_a_time_and_eval_says_so(tmp_path, tasks_file, tiny_mamba_path):
