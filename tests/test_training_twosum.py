@@ -74,3 +74,19 @@ def test_every_number_of_a_task_is_one_token_to_the_built_in_model():
 def test_the_same_seed_gives_the_same_tasks():
     assert twosum.tasks(50, 7, True) == twosum.tasks(50, 7, True)
     assert twosum.tasks(50, 7, True) != twosum.tasks(50, 8, True)
+
+
+def test_a_share_of_questions_comes_after_earlier_exchanges_of_training_questions_answered_right():
+    questions = twosum.tasks(2000, 4, False)
+    asked = twosum.in_chats(questions, 0.5, seed=4)
+    chats = [task for task in asked if "messages" in task]
+    assert [task["response"] for task in asked] == [task["response"] for task in questions]
+    assert 800 < len(chats) < 1200
+    training = {question_of(t["prompt"]) for t in questions}
+    for chat in chats:
+        *history, last = chat["messages"]
+        assert last["role"] == "user" and 2 <= len(history) <= 8
+        for question, reply in zip(history[::2], history[1::2]):
+            assert (question["role"], reply["role"]) == ("user", "assistant")
+            assert question_of(question["content"]) in training
+            check(question["content"], reply["content"])

@@ -87,6 +87,25 @@ def distinct_tasks(count: int, seed: int, evaluation: bool) -> list[dict]:
     raise ValueError(f"fewer than {count} distinct questions")
 
 
+def in_chats(questions: list[dict], share: float, seed: int) -> list[dict]:
+    """The questions, a `share` of them asked after 1 to 4 earlier exchanges of other questions answered
+    right, as {"messages", "response"}: a chat's history, which a model asked one question at a time
+    never sees."""
+    rng = random.Random(seed)
+    out = []
+    for task in questions:
+        if rng.random() >= share:
+            out.append(task)
+            continue
+        messages = []
+        for earlier in rng.sample(questions, rng.randint(1, 4)):
+            messages += [{"role": "user", "content": earlier["prompt"]},
+                         {"role": "assistant", "content": earlier["response"]}]
+        out.append({"messages": [*messages, {"role": "user", "content": task["prompt"]}],
+                    "response": task["response"]})
+    return out
+
+
 def numbers(prompt: str) -> list[str]:
     """The numbers of a question, as written, the target last."""
     return "".join(c if c.isdigit() else " " for c in prompt).split()
@@ -97,11 +116,13 @@ def main() -> None:
     parser.add_argument("count", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval", action="store_true", help="held-out questions, as backspace eval tasks")
+    parser.add_argument("--chats", type=float, default=0.0, metavar="SHARE",
+                        help="this share of the questions asked after earlier exchanges")
     args = parser.parse_args()
-    for task in (distinct_tasks if args.eval else tasks)(args.count, args.seed, args.eval):
-        if args.eval:
-            task = {"prompt": task["prompt"], "answer": task["response"]}
-        print(json.dumps(task), file=sys.stdout)
+    questions = (distinct_tasks if args.eval else tasks)(args.count, args.seed, args.eval)
+    for task in in_chats(questions, args.chats, args.seed):
+        asked = {"prompt": task["prompt"]} if "prompt" in task else {"messages": task["messages"]}
+        print(json.dumps({**asked, "answer": task["response"]}), file=sys.stdout)
 
 
 if __name__ == "__main__":
