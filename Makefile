@@ -117,14 +117,37 @@ bench: install-test $(VENV)/.installed-bench models
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis backspace_cli/engine/*.so
 
-# The built-in model, trained from scratch on two-sum: supervised, then GRPO (about 23 minutes on 2 busy
-# cores; see training/train.py and training/NOTES.md).
+# The built-in model, in two `backspace train` runs: from scratch on single two-sum questions
+# (training/recipe.json), then on questions half of them asked in chats (training/recipe-chats.json). About
+# 80 minutes on 2 busy cores (training/NOTES.md). Each run's folder is kept: a stopped run goes on where it
+# stopped, and a finished one is not run again.
 .PHONY: demo-model
+DEMO_WORK ?= $(CACHE_DIR)/demo-model
 $(VENV)/.installed-train: pyproject.toml $(EXTENSION) $(LLAMA_WHEELS)/.built | $(BIN)/python
 	$(call install_with,[train])
 
-demo-model: $(VENV)/.installed-train
-	nice -n 10 $(BIN)/python training/train.py --out backspace_cli/models/backspace-tiny.gguf
+$(DEMO_WORK)/questions.jsonl: training/twosum.py | $(BIN)/python
+	mkdir -p $(DEMO_WORK)
+	$(BIN)/python training/twosum.py 60000 --seed 1 > $@.partial && mv $@.partial $@
+
+$(DEMO_WORK)/chats.jsonl: training/twosum.py | $(BIN)/python
+	mkdir -p $(DEMO_WORK)
+	$(BIN)/python training/twosum.py 20000 --seed 2 --chats 0.5 > $@.partial && mv $@.partial $@
+
+# $(1): the run's folder; $(2): a new run's arguments. A run that was started goes on with --resume.
+define train_or_resume
+	if [ -f $(1)/run.json ]; then nice -n 10 $(BIN)/backspace train --resume $(1) --force; \
+	else nice -n 10 $(BIN)/backspace train $(2) --eval-tasks training/eval-tasks.jsonl --work $(1) --force; fi
+endef
+
+$(DEMO_WORK)/questions.gguf: $(VENV)/.installed-train $(DEMO_WORK)/questions.jsonl training/recipe.json
+	$(call train_or_resume,$(DEMO_WORK)/questions.train,$(DEMO_WORK)/questions.jsonl --from-scratch tiny \
+		--recipe training/recipe.json -o $@)
+
+demo-model: $(DEMO_WORK)/questions.gguf $(DEMO_WORK)/chats.jsonl
+	$(call train_or_resume,$(DEMO_WORK)/chats.train,$(DEMO_WORK)/chats.jsonl \
+		-m $(DEMO_WORK)/questions.train/grpo/final --recipe training/recipe-chats.json \
+		-o backspace_cli/models/backspace-tiny.gguf)
 
 # The converter's benchmark: builds a 2 GB synthetic GGUF once in $(CACHE_DIR)/bench (needs ~7 GB free).
 .PHONY: bench-convert

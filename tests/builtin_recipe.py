@@ -1,7 +1,8 @@
-"""What the built-in model's recipe (training/recipe.json) says the model is: its description and examples."""
+"""What the built-in model's recipe (its last run's, training/recipe-chats.json) says the model is: its description and examples."""
 import json
 from pathlib import Path
 
-RECIPE = json.loads((Path(__file__).resolve().parent.parent / "training" / "recipe.json").read_text(encoding="utf-8"))
+RECIPE_FILE = Path(__file__).resolve().parent.parent / "training" / "recipe-chats.json"
+RECIPE = json.loads(RECIPE_FILE.read_text(encoding="utf-8"))
 DESCRIPTION: str = RECIPE["description"]
 EXAMPLES: tuple[str, ...] = tuple(RECIPE["examples"])
