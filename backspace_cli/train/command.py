@@ -11,8 +11,9 @@ from .run import FINAL, RUN_FILE, Interrupted, TrainJob, held_out_ab, train
 
 def default_work(output: Path) -> Path:
     """OUT.gguf -> OUT.train/, beside the output: the run's checkpoints and stage models."""
-    stem = output.name[: -len(".gguf")] if output.name.endswith(".gguf") else output.name
-    return output.with_name(stem + ".train")
+    from .export import gguf_stem
+
+    return output.with_name(gguf_stem(output) + ".train")
 
 
 def prepare_job(tasks: Path | None, output: Path | None, resume: Path | None, options: dict,

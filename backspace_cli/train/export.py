@@ -32,13 +32,17 @@ def introduction_metadata(description: str, examples: list[str]) -> dict[str, Va
     return metadata
 
 
+def gguf_stem(output: Path) -> str:
+    """OUT.gguf -> OUT: the model's name, and its run folder's."""
+    return output.name[: -len(".gguf")] if output.name.endswith(".gguf") else output.name
+
+
 def export_gguf(checkpoint: Path, output: Path, *, outtype: str, recipe: TrainRecipe, force: bool, say) -> Path:
     from backspace_convert.hf_checkpoint import convert_checkpoint
 
     import gguf
 
     # Named after its file, not the checkpoint's folder (converters take "final" from stage/final/).
-    name = output.name[: -len(".gguf")] if output.name.endswith(".gguf") else output.name
-    metadata = ({gguf.Keys.General.NAME: Value(name, gguf.GGUFValueType.STRING)} | sampling_metadata(recipe.sampling)
+    metadata = ({gguf.Keys.General.NAME: Value(gguf_stem(output), gguf.GGUFValueType.STRING)} | sampling_metadata(recipe.sampling)
                 | introduction_metadata(recipe.description, recipe.examples))
     return convert_checkpoint(checkpoint, output, outtype=outtype, force=force, metadata=metadata, report=say)
