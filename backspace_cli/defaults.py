@@ -43,9 +43,9 @@ SYNTH_TOP_K = 10
 SYNTH_SEED = 0  # the same input gives the same data
 TOKENIZER_CONTEXT_SIZE = 256  # synth's random and reply strategies only tokenize: they decode nothing
 
-# backspace eval: replies stepped together in one llama_decode call each step (engine.batch); the model's
-# weights are read once a step for all of them.
-EVAL_PARALLEL = 4
+# backspace eval: replies stepped together in one llama_decode call each step (engine.batch). One: on a
+# 2-core CPU a batch has not yet been measured faster than one reply at a time (bench/NOTES.md).
+EVAL_PARALLEL = 1
 
 # backspace serve
 SERVE_HOST = "127.0.0.1"  # loopback: other machines reach the server only when told to
