@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -161,6 +162,27 @@ def test_the_layers_go_to_both_servers(tiny_llama_path, rpc_server_binary):
     assert result.returncode == 0
     for endpoint in endpoints:  # llama.cpp's own log names the buffers it put on each
         assert re.search(rf"RPC\d+\[{re.escape(endpoint)}\] model buffer size", result.stderr)
+
+
+def test_a_model_loading_onto_servers_leaves_other_loads_local(tiny_llama_path, rpc_server_binary):
+    """Another thread that loads a model meanwhile gets llama.cpp's defaults: no device list of ours."""
+    loaded = threading.Event()
+    seen = set()
+
+    def watch() -> None:
+        while not loaded.is_set():
+            seen.add(llama_cpp.llama_cpp.llama_model_default_params().devices)
+
+    with servers(rpc_server_binary, 1) as endpoints:
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            model = load_model(tiny_llama_path, n_ctx=512, n_threads=1, rpc_servers=tuple(endpoints))
+        finally:
+            loaded.set()
+            watcher.join()
+        model.llama.close()
+    assert seen == {None}
 
 
 def test_an_unreachable_server_is_one_line(tiny_llama_path):

@@ -110,9 +110,10 @@ def load_model(
     if n_gpu_layers is None:
         n_gpu_layers = -1 if devices else default_gpu_layers()
     try:
-        with rpc.model_devices(devices), rpc.silence_limited(devices, rpc_servers, rpc_timeout):
-            llama = llama_cpp.Llama(
-                model_path=str(path),
+        with rpc.silence_limited(devices, rpc_servers, rpc_timeout):
+            llama = rpc.LlamaOnDevices(
+                str(path),
+                devices=devices,
                 n_ctx=n_ctx,
                 n_batch=batch_size,
                 n_ubatch=batch_size,

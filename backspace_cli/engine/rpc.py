@@ -2,7 +2,7 @@
 
 llama-cpp-python has no rpc_servers argument, so this goes through ggml's backend registry, as llama-cli's
 --rpc does (common/arg.cpp): the "RPC" registration's ggml_backend_rpc_add_server entry, looked up by name,
-gives each server's devices, and the model's llama_model_params.devices lists them.
+gives each server's devices, and the model's llama_model_params.devices lists them (LlamaOnDevices).
 """
 import ctypes
 import os
@@ -151,28 +151,24 @@ def _limit_silence(endpoints: tuple[str, ...], seconds: float) -> None:
                 connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
 
 
-@contextmanager
-def model_devices(devices: list[int]) -> Iterator[None]:
-    """While llama-cpp-python's Llama loads a model, the devices it offloads to are `devices`.
+class LlamaOnDevices(llama_cpp.Llama):
+    """llama-cpp-python's Llama, offloading to `devices` (none given: llama.cpp's default choice).
 
-    Llama builds its llama_model_params itself, from llama_model_default_params(), and takes no device list:
-    for the length of the load, that function returns the defaults with `devices` filled in. llama.cpp
-    copies the list as it loads, so it need live no longer.
+    Llama takes no device list: it builds its llama_model_params itself, as its `model_params` attribute,
+    and loads the model right after. The list goes into that instance's params as they are set, so nothing
+    outside this instance changes. llama.cpp copies the list as it loads, but it is kept with the model.
     """
-    if not devices:
-        yield
-        return
-    listed = (ctypes.c_void_p * (len(devices) + 1))(*devices, None)  # NULL-terminated
-    bindings = llama_cpp.llama_cpp
-    original = bindings.llama_model_default_params
 
-    def with_devices() -> llama_cpp.llama_model_params:
-        params = original()
-        params.devices = ctypes.addressof(listed)
-        return params
+    def __init__(self, model_path: str, *, devices: list[int], **settings) -> None:
+        self._devices = (ctypes.c_void_p * (len(devices) + 1))(*devices, None) if devices else None  # NULL-terminated
+        super().__init__(model_path, **settings)
 
-    bindings.llama_model_default_params = with_devices
-    try:
-        yield
-    finally:
-        bindings.llama_model_default_params = original
+    @property
+    def model_params(self) -> llama_cpp.llama_model_params:
+        return self._model_params
+
+    @model_params.setter
+    def model_params(self, params: llama_cpp.llama_model_params) -> None:
+        if self._devices is not None:
+            params.devices = ctypes.addressof(self._devices)
+        self._model_params = params
