@@ -114,7 +114,8 @@ def printed_80_wide(table) -> str:
 def reports_of(arms: list[EvalArm], n: int, correct_share: float) -> list:
     def outcomes(seed: int) -> list[Outcome]:
         rng = random.Random(seed)
-        return [Outcome("x", rng.random() < correct_share, rng.choice([0, 0, 1, 12]), 10, 0.01) for _ in range(n)]
+        replies = [(rng.random() < correct_share, rng.choice([0, 0, 1, 12])) for _ in range(n)]
+        return [Outcome("x", correct, deletes, 10, 0.01, deletes, deletes == 12) for correct, deletes in replies]
     return [summarise(arm, outcomes(seed)) for seed, arm in enumerate(arms)]
 
 
@@ -180,16 +181,26 @@ def test_scoring_and_the_confidence_interval():
 
 
 def test_accuracy_is_split_by_whether_a_delete_happened():
-    outcomes = [Outcome("1", True, 1, 3, 0.1), Outcome("2", False, 2, 4, 0.1), Outcome("3", True, 0, 2, 0.1)]
+    outcomes = [Outcome("1", True, 1, 3, 0.1, 1, False), Outcome("2", False, 2, 4, 0.1, 2, True),
+                Outcome("3", True, 0, 2, 0.1, 0, False)]
     report = summarise(EvalArm("deletes", True, False), outcomes)
     assert report.accuracy_with_delete == 0.5 and report.answers_with_delete == 2
     assert report.accuracy_without_delete == 1.0 and report.deletes_per_answer == 1.0
     assert report.share_with_delete == pytest.approx(2 / 3) and report.tokens_per_second == pytest.approx(30.0)
 
 
+def test_a_settings_delete_risks_are_its_worst_reply_and_its_share_of_emptied_replies():
+    outcomes = [Outcome("1", True, 3, 9, 0.1, 2, False), Outcome("", False, 2, 4, 0.1, 2, True),
+                Outcome("3", True, 0, 2, 0.1, 0, False), Outcome("4", True, 1, 3, 0.1, 1, False)]
+    report = summarise(EvalArm("deletes", True, False), outcomes)
+    assert (report.max_deletes, report.longest_delete_run, report.share_emptied) == (3, 2, 0.25)
+    quiet = summarise(EvalArm("no-delete", False, False), [Outcome("1", True, 0, 1, 0.1, 0, False)])
+    assert (quiet.max_deletes, quiet.longest_delete_run, quiet.share_emptied) == (0, 0, 0.0)
+
+
 def test_deletes_are_compared_with_no_delete_task_by_task():
     def report(name, deletes, right):
-        outcomes = [Outcome("", correct, 0, 1, 0.1) for correct in right]
+        outcomes = [Outcome("", correct, 0, 1, 0.1, 0, False) for correct in right]
         return summarise(EvalArm(name, deletes, False), outcomes)
 
     # 12 tasks that only deletes get right, 2 that only no-delete gets right, 86 alike.

@@ -54,7 +54,8 @@ def answers_of(path, prefix: str = "") -> dict[str, list[dict]]:
 
 
 def arm_report(name: str, deletes: bool, records: list[dict]):
-    outcomes = [Outcome(r["text"], r["correct"], r["deletes"], 1, 0.1) for r in sorted(records, key=lambda r: r["task"])]
+    outcomes = [Outcome(r["text"], r["correct"], r["deletes"], 1, 0.1, r["longest_delete_run"], r["emptied"])
+                for r in sorted(records, key=lambda r: r["task"])]
     return summarise(EvalArm(name, deletes, False), outcomes)
 
 
@@ -166,13 +167,13 @@ def test_help_names_the_baseline_option():
 def reports_of(arms: list[EvalArm], n: int, correct_share: float, seed: int) -> list:
     def outcomes(arm_seed: int) -> list[Outcome]:
         rng = random.Random(arm_seed)
-        return [Outcome("x", rng.random() < correct_share, 0, 10, 0.01) for _ in range(n)]
+        return [Outcome("x", rng.random() < correct_share, 0, 10, 0.01, 0, False) for _ in range(n)]
     return [summarise(arm, outcomes(seed + number)) for number, arm in enumerate(arms)]
 
 
 def test_the_best_pair_is_each_sides_most_accurate_setting_the_earlier_on_a_tie():
     def arm(name, deletes, right):
-        return summarise(EvalArm(name, deletes, False), [Outcome("", c, 0, 1, 0.1) for c in right])
+        return summarise(EvalArm(name, deletes, False), [Outcome("", c, 0, 1, 0.1, 0, False) for c in right])
 
     mine = [arm("a", True, [True, False, False]), arm("b", True, [True, True, False]), arm("c", True, [True, True, False])]
     theirs = [arm("x", False, [False, False, True]), arm("y", False, [True, True, True])]

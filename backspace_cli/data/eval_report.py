@@ -38,7 +38,8 @@ def answer_records(reports: list[ArmReport], baseline: BaselineRun | None = None
     for prefix, report in named:
         for index, outcome in enumerate(report.outcomes):
             yield {"setting": prefix + report.name, "task": index, "text": outcome.text,
-                   "correct": outcome.correct, "deletes": outcome.deletes}
+                   "correct": outcome.correct, "deletes": outcome.deletes,
+                   "longest_delete_run": outcome.longest_delete_run, "emptied": outcome.emptied}
 
 
 def report_table(reports: list[ArmReport], title: str):
@@ -57,6 +58,9 @@ def report_table(reports: list[ArmReport], title: str):
         ("95% CI", lambda r: _interval(r.ci95)),
         ("used a delete", lambda r: f"{r.share_with_delete:.1%}"),
         ("deletes / answer", lambda r: f"{r.deletes_per_answer:.2f}"),
+        ("most deletes", lambda r: f"{r.max_deletes}"),
+        ("longest run", lambda r: f"{r.longest_delete_run}"),
+        ("emptied a reply", lambda r: f"{r.share_emptied:.1%}"),
         ("acc. with delete", lambda r: f"{_percent(r.accuracy_with_delete)} n={r.answers_with_delete}"),
         ("acc. no delete", lambda r: f"{_percent(r.accuracy_without_delete)} n={r.answers_without_delete}"),
         ("tokens/s", lambda r: f"{r.tokens_per_second:,.0f}"),

@@ -14,6 +14,8 @@ class Outcome:
     deletes: int
     generated: int  # decode steps, deleted tokens included
     seconds: float  # generation time
+    longest_delete_run: int  # the most deletes with no token written between them
+    emptied: bool  # a delete took back the last token the reply still showed
 
 
 @dataclass
@@ -28,6 +30,9 @@ class ArmReport:
     ci95: tuple[float, float]  # Wilson score interval
     share_with_delete: float  # answers with at least one delete
     deletes_per_answer: float
+    max_deletes: int  # the most deletes in one reply
+    longest_delete_run: int  # the longest run of deletes in any reply
+    share_emptied: float  # replies that deleted everything they had written, at some point
     accuracy_with_delete: float | None  # None when no answer had a delete
     answers_with_delete: int
     accuracy_without_delete: float | None

@@ -12,6 +12,7 @@ from ..engine.session import Session
 from ..settings import Settings
 from .eval_results import ArmReport, Outcome
 from .eval_stats import wilson
+from .reply_deletes import ReplyDeletes
 from .tasks import SCORINGS, Task, score
 
 
@@ -104,12 +105,12 @@ class Evaluator:
 
     def answer(self, prompt: list[int], arm: EvalArm, seed: int, task: Task) -> Outcome:
         self.session.settings = arm.settings(self.settings, seed)
-        done = None
+        deletes = ReplyDeletes()
         for event in self.session.generate(prompt):
-            done = event
-        return self.outcome(done, task)
+            deletes.add(event)
+        return self.outcome(event, deletes, task)
 
-    def outcome(self, done: Done, task: Task) -> Outcome:
+    def outcome(self, done: Done, deletes: ReplyDeletes, task: Task) -> Outcome:
         if done.finish_reason == INTERRUPTED:  # the engine ends a reply on Ctrl-C; the evaluation ends too
             raise KeyboardInterrupt
         return Outcome(
@@ -118,6 +119,8 @@ class Evaluator:
             deletes=done.counts.deletes,
             generated=done.counts.generated,
             seconds=done.timings.generation_s,
+            longest_delete_run=deletes.longest_run,
+            emptied=deletes.emptied,
         )
 
     def run(self, tasks: list[Task], progress: Callable[[], None] | None = None) -> list[ArmReport]:
@@ -150,10 +153,11 @@ class Evaluator:
                 self.session.settings = arm.settings(self.settings, self.seed + index)
                 yield BatchRequest(prompts[index], **self.session.reply_options())
 
-        outcomes = {}
+        outcomes, deletes = {}, [ReplyDeletes() for _ in pairs]
         for number, event in self.batch.run(requests()):
+            deletes[number].add(event)
             if isinstance(event, Done):
-                outcomes[number] = self.outcome(event, tasks[pairs[number][0]])
+                outcomes[number] = self.outcome(event, deletes[number], tasks[pairs[number][0]])
                 if progress is not None:
                     progress()
         for number, (_, arm) in enumerate(pairs):
@@ -177,6 +181,9 @@ def summarise(setting: EvalArm, outcomes: list[Outcome]) -> ArmReport:
         ci95=wilson(correct, n),
         share_with_delete=len(deleted) / n if n else 0.0,
         deletes_per_answer=sum(o.deletes for o in outcomes) / n if n else 0.0,
+        max_deletes=max((o.deletes for o in outcomes), default=0),
+        longest_delete_run=max((o.longest_delete_run for o in outcomes), default=0),
+        share_emptied=sum(o.emptied for o in outcomes) / n if n else 0.0,
         accuracy_with_delete=_accuracy(deleted),
         answers_with_delete=len(deleted),
         accuracy_without_delete=_accuracy(kept),
