@@ -80,6 +80,8 @@ def main() -> None:
             out.write(json.dumps(report(args.model, replies, args.base, base_replies), indent=2) + "\n")
     except UserError as error:
         sys.exit(f"delete_rate.py: {error}")
+    except KeyboardInterrupt:  # the output, if any, was never written
+        sys.exit("delete_rate.py: interrupted")
 
 
 if __name__ == "__main__":
