@@ -61,7 +61,8 @@ def run_train(job: TrainJob, recipe: TrainRecipe, *, force: bool, plot: Path | N
         say(f"wrote {plot}")
     checkpoint = work / recipe.stages[-1] / FINAL
     say(f"HF checkpoint: {checkpoint}")
-    export_gguf(checkpoint, output, outtype=job.outtype, recipe=recipe, force=force, say=say)
+    source = Path(job.model) if job.model and Path(job.model).is_file() else None
+    export_gguf(checkpoint, output, outtype=job.outtype, recipe=recipe, source=source, force=force, say=say)
     say(f"wrote {output}")
     if recipe.eval_tasks:
         evaluator, arms = held_out_ab(output, held_out, job.scoring, recipe)

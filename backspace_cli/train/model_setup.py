@@ -82,6 +82,19 @@ def load_bundle(model: str | None, from_scratch: str | None, tokenizer: str | No
     return ModelBundle(causal_lm, tok, delete_id, end_ids, reply_end)
 
 
+def train_only_top_layers(model, count: int) -> None:
+    """Train only the top `count` decoder layers and the final norm (0: every weight)."""
+    decoder = model.get_decoder()
+    if count > len(decoder.layers):
+        raise UserError(f"recipe field train_layers: the model has {len(decoder.layers)} layers, not {count}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(count == 0)
+    if count:
+        for module in (*decoder.layers[-count:], decoder.norm):
+            for parameter in module.parameters():
+                parameter.requires_grad_(True)
+
+
 def _scratch_config(name: str) -> dict:
     if name == "tiny":
         return dict(TINY_LLAMA)
@@ -104,9 +117,11 @@ def _load_pretrained(model: str):
     path = Path(model)
     if not path.exists():
         raise UserError(f"{model}: no such file or folder")
-    location = {"pretrained_model_name_or_path": str(path)}
+    location, loading = {"pretrained_model_name_or_path": str(path)}, {}
     if path.is_file():
         location = {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
+        # Unpacked into a dense model that trains and saves; GGUF blocks kept packed would do neither.
+        loading = {"quantization_config": transformers.GgufConfig(dequantize=True)}
     try:
         config = transformers.AutoConfig.from_pretrained(**location)
     except (OSError, ValueError, KeyError) as error:
@@ -114,7 +129,7 @@ def _load_pretrained(model: str):
     if type(config) not in transformers.MODEL_FOR_CAUSAL_LM_MAPPING:
         raise UserError(f"{model}: a {config.model_type} model is not a causal language model")
     try:
-        causal_lm = transformers.AutoModelForCausalLM.from_pretrained(**location, dtype="float32",
+        causal_lm = transformers.AutoModelForCausalLM.from_pretrained(**location, **loading, dtype="float32",
                                                                       attn_implementation=ATTENTION)
         tok = transformers.AutoTokenizer.from_pretrained(**location)
     except (OSError, ValueError, KeyError) as error:

@@ -23,6 +23,9 @@ class TrainRecipe:
     # False trains the same stages with no delete: no wrong replies in the supervised stages, and GRPO's
     # rollouts with the delete banned. That is the fair baseline a delete recipe is measured against.
     deletes: bool = True
+    # 0 trains every weight; N trains only the top N decoder layers and the final norm, the embeddings
+    # frozen: the backward pass stops at the lowest trained layer, which pays on a big model.
+    train_layers: int = 0
     # Supervised stages: engine states packed as trees
     batch: int = 16  # questions per step, each one tree
     weight_decay: float = 0.0

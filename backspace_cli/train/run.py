@@ -7,7 +7,7 @@ from pathlib import Path
 
 from backspace_convert.errors import UserError
 from .folders import atomic_folder, incomplete_checkpoints, latest_checkpoint
-from .model_setup import ATTENTION, ModelBundle, load_bundle
+from .model_setup import ATTENTION, ModelBundle, load_bundle, train_only_top_layers
 from .progress import ProbeResult, SaveOnInterrupt, StageProgress
 from .recipe import TrainRecipe
 from .tasks import TrainTask, make_scorer, read_train_tasks, split_held_out
@@ -133,6 +133,7 @@ def _run_stage(stage: str, bundle: ModelBundle, tasks: list[TrainTask], probe_ta
     steps = recipe.steps(stage)
     folder = work / stage
     transformers.set_seed(recipe.seed)
+    train_only_top_layers(bundle.model, recipe.train_layers)
     if stage == "grpo":
         data, collator, per_step = tasks, list, recipe.grpo_prompts
     else:
