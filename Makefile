@@ -137,17 +137,48 @@ $(DEMO_WORK)/chats.jsonl: training/twosum.py | $(BIN)/python
 # $(1): the run's folder; $(2): a new run's arguments. A run that was started goes on with --resume.
 define train_or_resume
 	if [ -f $(1)/run.json ]; then nice -n 10 $(BIN)/backspace train --resume $(1) --force; \
-	else nice -n 10 $(BIN)/backspace train $(2) --eval-tasks training/eval-tasks.jsonl --work $(1) --force; fi
+	else nice -n 10 $(BIN)/backspace train $(2) --work $(1) --force; fi
 endef
 
 $(DEMO_WORK)/questions.gguf: $(VENV)/.installed-train $(DEMO_WORK)/questions.jsonl training/recipe.json
 	$(call train_or_resume,$(DEMO_WORK)/questions.train,$(DEMO_WORK)/questions.jsonl --from-scratch tiny \
-		--recipe training/recipe.json -o $@)
+		--recipe training/recipe.json --eval-tasks training/eval-tasks.jsonl -o $@)
 
 demo-model: $(DEMO_WORK)/questions.gguf $(DEMO_WORK)/chats.jsonl
 	$(call train_or_resume,$(DEMO_WORK)/chats.train,$(DEMO_WORK)/chats.jsonl \
 		-m $(DEMO_WORK)/questions.train/grpo/final --recipe training/recipe-chats.json \
-		-o backspace_cli/models/backspace-tiny.gguf)
+		--eval-tasks training/eval-tasks.jsonl -o backspace_cli/models/backspace-tiny.gguf)
+
+# SmolLM2-135M-Instruct taught to delete on sorting (training/sorting.py), and the same fine-tune without
+# deletes, both from the tests' Q4_1 file; then both on 1,000 held-out lists, and the delete model on 100
+# ordinary chat prompts beside the base model. The figures land in training/smollm2/
+# (training/smollm2/NOTES.md). Each run resumes as demo-model's do. The eval's table comes last, then the
+# delete rate on ordinary prompts is written beside it.
+.PHONY: smollm2-deletes
+SORT_WORK ?= $(CACHE_DIR)/smollm2-sorting
+SORT_OUT := training/smollm2
+# The recipe's steps times its batch: each list is learned once.
+SORT_TASKS ?= 1280
+SORT_TEMPS ?= 0,0.7
+$(SORT_WORK)/tasks.jsonl: training/sorting.py | $(BIN)/python
+	mkdir -p $(SORT_WORK)
+	$(BIN)/python training/sorting.py $(SORT_TASKS) --seed 1 > $@.partial && mv $@.partial $@
+
+$(SORT_WORK)/held-out.jsonl: training/sorting.py | $(BIN)/python
+	mkdir -p $(SORT_WORK)
+	$(BIN)/python training/sorting.py 1000 --eval --seed 2 > $@.partial && mv $@.partial $@
+
+$(SORT_WORK)/%.gguf: $(SORT_OUT)/recipe-%.json $(SORT_WORK)/tasks.jsonl $(SORT_WORK)/held-out.jsonl \
+		$(VENV)/.installed-train | $(SMOLLM2)
+	$(call train_or_resume,$(SORT_WORK)/$*.train,$(SORT_WORK)/tasks.jsonl -m $(SMOLLM2) --recipe $< \
+		--outtype q8_0 --eval-tasks $(SORT_WORK)/held-out.jsonl -o $@)
+
+smollm2-deletes: $(SORT_WORK)/deletes.gguf $(SORT_WORK)/plain.gguf
+	$(BIN)/backspace eval $(SORT_WORK)/held-out.jsonl -m $(SORT_WORK)/deletes.gguf \
+		--baseline $(SORT_WORK)/plain.gguf --temps $(SORT_TEMPS) -n 32 --plot $(SORT_OUT)/eval.svg \
+		--answers $(SORT_WORK)/answers.jsonl --report $(SORT_OUT)/eval.json
+	$(BIN)/python training/delete_rate.py $(SORT_WORK)/deletes.gguf --base $(SMOLLM2) \
+		--out $(SORT_OUT)/ordinary-prompts.json
 
 # The converter's benchmark: builds a 2 GB synthetic GGUF once in $(CACHE_DIR)/bench (needs ~7 GB free).
 .PHONY: bench-convert

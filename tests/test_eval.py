@@ -105,6 +105,24 @@ def test_the_table_and_the_answers_file(tmp_path, tasks_file, builtin_path):
     assert len(lines) == 10 and {line["setting"] for line in lines} == {"deletes", "no-delete"}
 
 
+def test_a_report_file_holds_what_json_prints_while_the_table_still_prints(tmp_path, tasks_file, builtin_path):
+    report = tmp_path / "report.json"
+    printed = invoke(tasks_file, "-m", builtin_path, "--temp", "0", "--limit", "3", "--report", report, "--json")
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(report.read_text()) == json.loads(printed.stdout)
+    table = invoke(tasks_file, "-m", builtin_path, "--temp", "0", "--limit", "3", "--report", report)
+    assert table.exit_code == 0 and "accuracy" in table.stdout
+    assert [s["correct"] for s in json.loads(report.read_text())["settings"]] == \
+        [s["correct"] for s in json.loads(printed.stdout)["settings"]]
+
+
+def test_a_report_file_named_as_the_tasks_is_refused_and_the_tasks_kept(tasks_file, builtin_path):
+    before = tasks_file.read_bytes()
+    result = invoke(tasks_file, "-m", builtin_path, "--limit", "1", "--report", tasks_file)
+    assert result.exit_code != 0 and "overwrite" in result.stderr
+    assert tasks_file.read_bytes() == before
+
+
 def printed_80_wide(table) -> str:
     console = Console(width=80, record=True, file=io.StringIO())
     console.print(table)

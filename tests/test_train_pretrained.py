@@ -1,6 +1,6 @@
 """backspace train on a pretrained model given as a GGUF (the tests' SmolLM2 Q4_1, which transformers unpacks
 into a dense model): it trains and writes a GGUF that the engine opens with its delete token, and a recipe
-that trains only the top layers leaves every other weight as it was."""
+that trains only the top layers leaves every other weight as it was, the rest of the vocabulary included."""
 import json
 import sys
 from pathlib import Path
@@ -53,9 +53,12 @@ def test_a_gguf_model_trains_into_a_gguf_that_the_engine_opens_with_its_delete_t
 
 
 @needs_converter
-def test_only_the_top_layers_and_the_final_norm_train_when_the_recipe_says_so(run):
+def test_only_the_top_layers_the_final_norm_and_the_delete_tokens_row_train_when_the_recipe_says_so(run):
     work = run.with_name("sorting.train")
     before, after = weights(work / "base"), weights(work / "sft" / "final")
     moved = {name for name in before if not (before[name] == after[name]).all()}
-    assert moved and all(name.startswith(("model.layers.28.", "model.layers.29.", "model.norm.")) for name in moved)
-    assert "model.embed_tokens.weight" not in moved
+    assert moved and all(name.startswith(("model.layers.28.", "model.layers.29.", "model.norm.")) for name in moved
+                         if name != "model.embed_tokens.weight")
+    embeddings = before["model.embed_tokens.weight"]  # SmolLM2's output head is tied to them
+    rows = (embeddings != after["model.embed_tokens.weight"]).any(1).nonzero().flatten()
+    assert rows.tolist() == [len(embeddings) - 1]  # the delete token's, appended last

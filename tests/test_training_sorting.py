@@ -56,3 +56,12 @@ def test_the_script_writes_backspace_eval_tasks(tmp_path):
     tasks = [json.loads(line) for line in out.splitlines()]
     assert tasks == sorting.tasks(5, seed=7, evaluation=True)
     assert all(set(task) == {"prompt", "answer"} for task in tasks)
+
+
+def test_the_fair_baselines_recipe_is_the_delete_recipe_without_deletes():
+    recipes = TRAINING / "smollm2"
+    deletes = json.loads((recipes / "recipe-deletes.json").read_text())
+    plain = json.loads((recipes / "recipe-plain.json").read_text())
+    assert deletes.get("deletes", True) is True
+    about_the_model = ("description", "examples")  # the delete model's words about itself
+    assert plain == {**{k: v for k, v in deletes.items() if k not in about_the_model}, "deletes": False}

@@ -122,13 +122,15 @@ def synth(input_path, output, tokenized, strategy, tokenizer, rate, max_errors, 
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N tasks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--answers", type=click.Path(dir_okay=False), help="Also write every reply, per setting, as JSONL.")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Also write the report as JSON (what --json prints) to this file; the table still prints.")
 @click.option("--parallel", type=click.IntRange(min=1), default=defaults.EVAL_PARALLEL, show_default=True,
               help="Replies decoded together, one llama_decode call a step for all of them (1: one at a time).")
 @click.option("--baseline", metavar="PATH.gguf", help="Also run this model (the same fine-tune without deletes, "
               "say) in the banned settings, with the same seeds and sampling, and compare the model with it.")
 @eval_engine_options
 @friendly_errors(writes_files=True)
-def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, parallel, baseline,
+def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, answers, report, parallel, baseline,
                  **options):
     """Measure whether the delete token helps: accuracy on TASKS with deletes enabled and with the
     delete token banned (as complete's --no-delete bans it), with the same seeds.
@@ -159,7 +161,7 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
     settings.model = model_or_builtin(settings.model)  # as the report names it
     if baseline is not None:
         baseline = model_or_builtin(baseline)  # an empty path is the built-in model, as with -m
-    _refuse_inputs_as_outputs([answers, plot], [_stream(tasks_path, "stdin"), settings.model, baseline])
+    _refuse_inputs_as_outputs([answers, plot, report], [_stream(tasks_path, "stdin"), settings.model, baseline])
     with _open_input(tasks_path) as lines:
         tasks = read_tasks(lines)[:limit]
     evaluator = Evaluator(Session(settings), raw=raw, scoring=scoring, greedy=greedy, temps=temps, parallel=parallel)
@@ -184,9 +186,13 @@ def eval_command(tasks_path, raw, scoring, greedy, temps, plot, limit, as_json, 
         for record in answer_records(reports, baseline_run) if out else ():
             out.write(json.dumps(record) + "\n")
     token = evaluator.delete_token.text if evaluator.delete_token else None
+    document = json.dumps(report_json(settings.model, tasks, evaluator.options(), reports, token, baseline_run),
+                          indent=2)
+    if report:
+        with output_stream(report, force=True) as written:
+            written.write(document + "\n")
     if as_json:
-        click.echo(json.dumps(report_json(settings.model, tasks, evaluator.options(), reports, token, baseline_run),
-                              indent=2))
+        click.echo(document)
     o = evaluator.settings  # with the model's recommended sampling filled in
     if temps:
         sampling = f"temperatures {', '.join(f'{t:g}' for t in temps)}, top-k {o.top_k}, top-p {o.top_p}, min-p {o.min_p}"

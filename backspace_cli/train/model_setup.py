@@ -82,17 +82,30 @@ def load_bundle(model: str | None, from_scratch: str | None, tokenizer: str | No
     return ModelBundle(causal_lm, tok, delete_id, end_ids, reply_end)
 
 
-def train_only_top_layers(model, count: int) -> None:
-    """Train only the top `count` decoder layers and the final norm (0: every weight)."""
+def train_only_top_layers(model, count: int, delete_id: int) -> None:
+    """Train only the top `count` decoder layers, the final norm and the delete token's output row (0: every
+    weight). The rest of the vocabulary stays as it was, and no gradient flows back through the frozen
+    layers to the input embeddings (a tied output head learns through its output side alone)."""
+    import torch
+
     decoder = model.get_decoder()
     if count > len(decoder.layers):
         raise UserError(f"recipe field train_layers: the model has {len(decoder.layers)} layers, not {count}")
     for parameter in model.parameters():
         parameter.requires_grad_(count == 0)
-    if count:
-        for module in (*decoder.layers[-count:], decoder.norm):
-            for parameter in module.parameters():
-                parameter.requires_grad_(True)
+    if not count:
+        return
+    for module in (*decoder.layers[-count:], decoder.norm):
+        for parameter in module.parameters():
+            parameter.requires_grad_(True)
+    head = model.get_output_embeddings().weight
+    head.requires_grad_(True)
+    if not getattr(head, "delete_row_only", False):
+        row = torch.zeros(head.shape[0], 1)
+        row[delete_id] = 1.0
+        head.register_hook(lambda grad: grad * row.to(grad.device))
+        model.get_input_embeddings().register_forward_hook(lambda module, inputs, output: output.detach())
+        head.delete_row_only = True
 
 
 def _scratch_config(name: str) -> dict:

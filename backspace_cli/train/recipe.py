@@ -23,8 +23,8 @@ class TrainRecipe:
     # False trains the same stages with no delete: no wrong replies in the supervised stages, and GRPO's
     # rollouts with the delete banned. That is the fair baseline a delete recipe is measured against.
     deletes: bool = True
-    # 0 trains every weight; N trains only the top N decoder layers and the final norm, the embeddings
-    # frozen: the backward pass stops at the lowest trained layer, which pays on a big model.
+    # 0 trains every weight; N trains only the top N decoder layers, the final norm and the delete token's
+    # output row: the backward pass stops at the lowest trained layer, which pays on a big model.
     train_layers: int = 0
     # Supervised stages: engine states packed as trees
     batch: int = 16  # questions per step, each one tree
@@ -116,6 +116,9 @@ def read_recipe(path: Path | None, overrides: dict) -> TrainRecipe:
         raise UserError("recipe field examples: expected a list of questions, each one line of text")
     if not 0 <= recipe.go_on_share < 1:
         raise UserError(f"recipe field go_on_share: expected a share below 1, got {recipe.go_on_share}")
+    if recipe.train_layers and recipe.weight_decay:
+        # Decoupled weight decay would shrink the whole output head, whose other rows do not train.
+        raise UserError("recipe fields train_layers and weight_decay: give one of them")
     if not 0 <= recipe.held_out_share < 1:
         raise UserError(f"recipe field held_out_share: expected a share below 1, got {recipe.held_out_share}")
     return recipe

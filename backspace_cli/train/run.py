@@ -133,7 +133,7 @@ def _run_stage(stage: str, bundle: ModelBundle, tasks: list[TrainTask], probe_ta
     steps = recipe.steps(stage)
     folder = work / stage
     transformers.set_seed(recipe.seed)
-    train_only_top_layers(bundle.model, recipe.train_layers)
+    train_only_top_layers(bundle.model, recipe.train_layers, bundle.delete_id)
     if stage == "grpo":
         data, collator, per_step = tasks, list, recipe.grpo_prompts
     else:
