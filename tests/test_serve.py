@@ -203,7 +203,18 @@ def test_a_prompt_longer_than_the_context_is_refused(server):
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(server):
-    assert_openai_error(*server.post(CHAT, b'{"messages": "' + b"x" * (2 << 20) + b'"}'), 413)
+    # Only the headers are sent: the answer must come from the declared length, before any of the body.
+    connection = server.connection()
+    try:
+        connection.putrequest("POST", CHAT)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(2 << 20))
+        connection.endheaders()
+        response = connection.getresponse()
+        answer = response.status, dict(response.getheaders()), json.loads(response.read())
+    finally:
+        connection.close()
+    assert_openai_error(*answer, 413)
 
 
 def test_unknown_paths_and_methods_get_json_errors(server):
